@@ -1,0 +1,58 @@
+"""LightningDataModule over `classreg shard` output, decoded and augmented with torchvision."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Optional
+
+import pytorch_lightning as pl
+from torch.utils.data import DataLoader
+
+from datamodules.shard_stream import ShardStream
+from datamodules.shard_writer import ShardError, read_manifest
+from datamodules.transforms import default_train_transform, eval_transform
+from launch.config import DataConfig
+
+
+class ShardDataModule(pl.LightningDataModule):
+    def __init__(self, cfg: DataConfig, seed: int = 0, train_transform: Optional[Callable] = None):
+        super().__init__()
+        self.cfg, self.seed = cfg, seed
+        self.root = Path(cfg.root)
+        self.manifest, self.class_names = read_manifest(self.root)
+        splits = self.manifest["splits"]
+        self.val_split = cfg.val_split
+        if self.val_split == "auto":
+            self.val_split = "val" if "val" in splits else "test"
+        for name, split in (("data.train_split", cfg.train_split), ("data.val_split", self.val_split)):
+            if split not in splits:
+                raise ShardError(f"{name}={split!r}: the shards in '{self.root}' have splits {sorted(splits)}")
+        self.train_transform = train_transform or default_train_transform(cfg.image_size, cfg.mean, cfg.std)
+        self.eval_transform = eval_transform(cfg.image_size, cfg.mean, cfg.std)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def split_size(self, split: str) -> int:
+        return self.manifest["splits"][split]["samples"]
+
+    def _loader(self, split: str, train: bool) -> DataLoader:
+        info = self.manifest["splits"][split]
+        urls = [str(self.root / s["file"]) for s in info["shards"]]
+        # The trainer reloads the train loader every epoch (reload_dataloaders_every_n_epochs=1) so that
+        # the shuffle seed can include the epoch.
+        rank, world, epoch = ((self.trainer.global_rank, self.trainer.world_size, self.trainer.current_epoch)
+                              if self.trainer else (0, 1, 0))
+        stream = ShardStream(
+            urls, info["samples"], self.train_transform if train else self.eval_transform,
+            self.cfg.batch_size, train=train, shuffle_buffer=self.cfg.shuffle_buffer if train else 0,
+            rank=rank, world_size=world, num_workers=self.cfg.num_workers, seed=self.seed, epoch=epoch,
+        )
+        return DataLoader(stream, batch_size=None, num_workers=self.cfg.num_workers,
+                          persistent_workers=False, pin_memory=False)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.cfg.train_split, train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_split, train=False)

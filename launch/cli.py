@@ -1,0 +1,92 @@
+"""`classreg`: the command-line entry point."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from launch.config import ConfigError
+
+DESCRIPTION = "classreg: measure how regularization changes a classifier class by class."
+
+
+def _cmd_fit(args) -> int:
+    from launch.config import load_config
+
+    cfg = load_config(args.config, args.overrides)  # fails here, before any work, on a bad key or value
+    from launch.fit import fit
+    from launch.per_class_table import print_per_class
+
+    fit(cfg)
+    print_per_class(cfg.run_dir)
+    return 0
+
+
+def _cmd_shard(args) -> int:
+    from datamodules.shard_writer import ShardError, shard_image_tree
+
+    if len(args.paths) == 1 and args.source_format == "imagefolder":
+        raise ShardError("`classreg shard SRC OUT` needs both SRC (an image-folder tree) and OUT")
+    src, out = (None, args.paths[0]) if len(args.paths) == 1 else args.paths
+    opts = dict(shard_size=args.shard_size, seed=args.seed, workers=args.workers, overwrite=args.overwrite)
+    if args.source_format == "fashion-mnist":
+        from datamodules.fashion_mnist import shard_fashion_mnist
+
+        manifest = shard_fashion_mnist(out, folder=src, download_root=args.download_root, **opts)
+    else:
+        manifest = shard_image_tree(src, out, **opts)
+    for split, info in manifest["splits"].items():
+        print(f"{split}: {info['samples']} samples in {len(info['shards'])} shards, {len(info['skipped'])} skipped")
+        for bad in info["skipped"][:20]:
+            print(f"  skipped {bad['source']}: {bad['error']}")
+    print(f"wrote {out}/manifest.json and {out}/classes.json")
+    return 0
+
+
+def _cmd_demo(args) -> int:
+    from launch.demo import run_demo
+
+    return run_demo(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="classreg", description=DESCRIPTION)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("fit", help="train one configuration")
+    p.add_argument("--config", "-c", help="YAML preset (see configs/)")
+    p.add_argument("overrides", nargs="*", metavar="key.path=value", help="e.g. optim.weight_decay=5e-5")
+    p.set_defaults(func=_cmd_fit)
+
+    p = sub.add_parser("shard", help="write WebDataset shards from an image-folder tree or Fashion-MNIST")
+    p.add_argument("paths", nargs="+", metavar="[SRC] OUT",
+                   help="SRC: folder with train/<class>/*.jpg (and val/ or test/); optional with --from fashion-mnist")
+    p.add_argument("--from", dest="source_format", choices=["imagefolder", "fashion-mnist"], default="imagefolder")
+    p.add_argument("--shard-size", type=int, default=1000, help="samples per shard (default 1000)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the shuffle across shards")
+    p.add_argument("--workers", type=int, default=None, help="encoding processes (default: all cores)")
+    p.add_argument("--overwrite", action="store_true", help="rewrite finished shards in OUT")
+    p.add_argument("--download-root", default=None,
+                   help="fashion-mnist only: let torchvision download it here when it is not installed")
+    p.set_defaults(func=_cmd_shard)
+
+    p = sub.add_parser("demo", help="shard Fashion-MNIST and train a short run on it")
+    p.add_argument("--workdir", default="demo", help="where shards and runs go (default ./demo)")
+    p.add_argument("--fashion-mnist-dir", default=None, help="folder with the Fashion-MNIST IDX files")
+    p.add_argument("overrides", nargs="*", metavar="key.path=value")
+    p.set_defaults(func=_cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from datamodules.shard_writer import ShardError
+
+    try:
+        return args.func(args)
+    except (ConfigError, ShardError) as e:
+        print(f"classreg {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,208 @@
+"""Typed run configuration: dataclasses, YAML presets, dotted overrides, validation.
+
+A config is built from the dataclass defaults, then a YAML preset, then
+``key.path=value`` overrides, and is validated before any work starts.
+Field metadata declares the allowed values: ``choices`` (a list) or
+``range`` ((low, high, low_inclusive, high_inclusive)); ``None`` bounds are open.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from omegaconf import OmegaConf
+from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
+
+
+class ConfigError(ValueError):
+    """A config key or value is wrong; the message names it and the fix."""
+
+
+def choice(default, choices, help=""):
+    return field(default=default, metadata={"choices": list(choices), "help": help})
+
+
+def bounded(default, low=None, high=None, low_inclusive=True, high_inclusive=True, help=""):
+    return field(
+        default=default,
+        metadata={"range": (low, high, low_inclusive, high_inclusive), "help": help},
+    )
+
+
+@dataclass
+class DataConfig:
+    root: str = ""  # folder written by `classreg shard` (holds classes.json, manifest.json)
+    backend: str = choice("torchvision", ["torchvision"])
+    train_split: str = "train"
+    val_split: str = "auto"  # "auto": "val" if the shards have it, else "test"
+    image_size: int = bounded(224, 8, 1024)
+    batch_size: int = bounded(256, 1)
+    num_workers: int = bounded(2, 0)
+    shuffle_buffer: int = bounded(2000, 0)
+    mean: list[float] = field(default_factory=lambda: [0.485, 0.456, 0.406])
+    std: list[float] = field(default_factory=lambda: [0.229, 0.224, 0.225])
+
+
+@dataclass
+class ModelConfig:
+    arch: str = choice("resnet50", ["resnet18", "resnet34", "resnet50", "resnet20"])
+    # "small": 3x3 stride-1 stem without max-pool (CIFAR-style) for 28-64 px images;
+    # "auto" picks it when data.image_size <= 64.
+    stem: str = choice("auto", ["auto", "imagenet", "small"])
+
+
+@dataclass
+class OptimConfig:
+    lr: float = bounded(0.1, 0.0, None, low_inclusive=False)
+    momentum: float = bounded(0.9, 0.0, 1.0, high_inclusive=False)
+    nesterov: bool = False
+    weight_decay: float = bounded(1e-4, 0.0)
+    label_smoothing: float = bounded(0.0, 0.0, 1.0, high_inclusive=False)
+    warmup_epochs: float = bounded(0.0, 0.0)
+    warmup_start_factor: float = bounded(0.1, 0.0, 1.0)
+    schedule: str = choice("cosine", ["cosine", "constant"])
+
+
+@dataclass
+class TrainerConfig:
+    max_epochs: int = bounded(90, 1)
+    accelerator: str = choice("auto", ["auto", "cpu", "gpu"])
+    devices: int = bounded(1, 1)
+    num_nodes: int = bounded(1, 1)
+    precision: str = choice("32-true", ["32-true", "bf16-mixed", "16-mixed"])
+    deterministic: bool = True
+    limit_train_batches: float = bounded(1.0, 0.0, None, low_inclusive=False)
+    limit_val_batches: float = bounded(1.0, 0.0, None, low_inclusive=False)
+    check_val_every_n_epoch: int = bounded(1, 1)
+    log_every_n_steps: int = bounded(50, 1)
+    progress_bar: bool = True
+
+
+@dataclass
+class RunConfig:
+    name: str = "run"
+    out_dir: str = "runs"  # results go to out_dir/name
+    seed: int = 0
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.out_dir) / self.name
+
+
+def _keys_at(schema: type, dotted: str) -> list[str]:
+    """Field names of the dataclass at ``dotted`` inside ``schema`` ([] if there is none)."""
+    node = schema
+    for part in [p for p in dotted.split(".") if p]:
+        node = typing.get_type_hints(node).get(part) if dataclasses.is_dataclass(node) else None
+    return [f.name for f in dataclasses.fields(node)] if dataclasses.is_dataclass(node) else []
+
+
+def _unknown_key_message(schema: type, full_key: str, source: str) -> str:
+    parent, _, leaf = full_key.rpartition(".")
+    allowed = _keys_at(schema, parent)
+    msg = f"unknown config key '{full_key}' (from {source})."
+    near = difflib.get_close_matches(leaf, allowed, n=1, cutoff=0.6)
+    if near:
+        msg += f" Did you mean '{(parent + '.' if parent else '') + near[0]}'?"
+    if allowed:
+        msg += f" Keys allowed under '{parent or '<top>'}': {', '.join(allowed)}."
+    return msg
+
+
+def _merge(base, other, source: str, schema: type):
+    try:
+        return OmegaConf.merge(base, other)
+    except ConfigKeyError as e:
+        raise ConfigError(_unknown_key_message(schema, str(e.full_key), source)) from None
+    except ValidationError as e:
+        raise ConfigError(
+            f"bad value for config key '{e.full_key}' (from {source}): {e.msg.splitlines()[0]}"
+        ) from None
+    except OmegaConfBaseException as e:
+        raise ConfigError(f"cannot apply {source}: {e}") from None
+
+
+def parse_overrides(overrides: list[str]) -> list[str]:
+    for item in overrides:
+        if "=" not in item or item.startswith("="):
+            raise ConfigError(f"override '{item}' is not of the form key.path=value (e.g. optim.lr=0.05)")
+    return overrides
+
+
+def validate(obj: Any, prefix: str = "") -> None:
+    """Check every field's declared choices and range, recursively; raise ConfigError."""
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        key = f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(value):
+            validate(value, key + ".")
+            continue
+        if "choices" in f.metadata and value not in f.metadata["choices"]:
+            allowed = f.metadata["choices"]
+            msg = f"bad value for config key '{key}': {value!r}. Allowed: {', '.join(map(str, allowed))}."
+            near = difflib.get_close_matches(str(value), [str(a) for a in allowed], n=1, cutoff=0.6)
+            if near:
+                msg += f" Did you mean '{near[0]}'?"
+            raise ConfigError(msg)
+        if "range" in f.metadata:
+            low, high, low_inc, high_inc = f.metadata["range"]
+            too_low = low is not None and (value < low if low_inc else value <= low)
+            too_high = high is not None and (value > high if high_inc else value >= high)
+            if too_low or too_high:
+                lo = "(-inf" if low is None else ("[" if low_inc else "(") + str(low)
+                hi = "inf)" if high is None else str(high) + ("]" if high_inc else ")")
+                raise ConfigError(f"bad value for config key '{key}': {value!r}. Allowed range: {lo}, {hi}.")
+    post = getattr(obj, "validate", None)
+    if callable(post):
+        post()
+
+
+def load_config(path: Optional[str | os.PathLike] = None, overrides: tuple[str, ...] | list[str] = (), schema: type = RunConfig):
+    """Defaults <- YAML preset <- dotted overrides; returns a validated dataclass instance."""
+    cfg = OmegaConf.structured(schema)
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file '{path}' does not exist (presets live in configs/)")
+        try:
+            loaded = OmegaConf.load(path)
+        except Exception as e:
+            raise ConfigError(f"config file '{path}' is not valid YAML: {e}") from None
+        cfg = _merge(cfg, loaded, f"config file {path}", schema)
+    if overrides:
+        cfg = _merge(cfg, OmegaConf.from_dotlist(parse_overrides(list(overrides))), "command-line override", schema)
+    try:
+        obj = OmegaConf.to_object(cfg)
+    except OmegaConfBaseException as e:
+        raise ConfigError(f"config is incomplete or invalid: {e}") from None
+    validate(obj)
+    return obj
+
+
+def to_yaml(cfg: Any) -> str:
+    return OmegaConf.to_yaml(OmegaConf.structured(cfg))
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write a whole file so that readers see either the old or the new content, never half."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(tmp, "w") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def save_resolved(cfg: Any, path: str | os.PathLike) -> None:
+    atomic_write_text(path, to_yaml(cfg))

@@ -1,0 +1,32 @@
+"""A rich table of the last validation's per-class accuracy, best and worst classes marked."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from lightning_modules.per_class_results import read_per_class_csv
+
+
+def print_per_class(run_dir: str | Path, console: Console | None = None, highlight: int = 3) -> None:
+    console = console or Console()
+    rows = read_per_class_csv(Path(run_dir) / "per_class.csv")
+    last_epoch = max(int(r["epoch"]) for r in rows)
+    rows = [r for r in rows if int(r["epoch"]) == last_epoch and r["accuracy"]]
+    ranked = sorted(rows, key=lambda r: float(r["accuracy"]))
+    worst = {r["class_index"] for r in ranked[:highlight]}
+    best = {r["class_index"] for r in ranked[-highlight:]}
+    table = Table(title=f"Per-class validation accuracy (epoch {last_epoch}) - {run_dir}")
+    for col, justify in (("class", "right"), ("name", "left"), ("correct", "right"), ("total", "right"),
+                         ("accuracy", "right"), ("", "left")):
+        table.add_column(col, justify=justify)
+    for r in sorted(rows, key=lambda r: int(r["class_index"])):
+        tag = "[red]worst[/red]" if r["class_index"] in worst else "[green]best[/green]" if r["class_index"] in best else ""
+        table.add_row(r["class_index"], r["class_name"], r["correct"], r["total"], f"{100 * float(r['accuracy']):.1f}%", tag)
+    console.print(table)
+    accs = [float(r["accuracy"]) for r in rows]
+    console.print(
+        f"mean class accuracy {100 * sum(accs) / len(accs):.1f}%  |  worst class {ranked[0]['class_name']} "
+        f"{100 * float(ranked[0]['accuracy']):.1f}%  |  best class {ranked[-1]['class_name']} {100 * float(ranked[-1]['accuracy']):.1f}%"
+    )
