@@ -91,16 +91,20 @@ def test_min_scale_one_is_resize_and_centre_crop(cifar_tree):
     assert all(torch.equal(out, expected) for out in outputs)
 
 
-def test_pad_crop_is_the_demo_policy(cifar_tree):
+def test_demo_preset_policy_is_the_former_small_image_default(cifar_tree):
     cfg = load_config(REPO / "configs" / "fashion_mnist_demo.yaml")
     assert cfg.aug.policy == ["pad_crop", "flip"] and cfg.aug.pad_crop.padding == 3
     transform = compile_torchvision(cfg.aug, 28, MEAN, STD)
-    crops = [t for t in transform.transforms if isinstance(t, v2.RandomCrop)]
-    assert len(crops) == 1 and crops[0].padding == [3, 3, 3, 3]
-    image = real_images(cifar_tree)[0].resize((28, 28))
+    # What the demo trained with before policies existed (image_size <= 64: pad image_size // 8, crop, flip).
+    former = v2.Compose([v2.Resize(28, antialias=True), v2.RandomCrop(28, padding=28 // 8),
+                         v2.RandomHorizontalFlip(), to_float_normalized(MEAN, STD)])
+    images = [im.resize((28, 28)) for im in real_images(cifar_tree)[:40]]
     torch.manual_seed(0)
-    outs = torch.stack([transform(image) for _ in range(50)])
-    assert outs.shape == (50, 3, 28, 28) and not all(torch.equal(o, outs[0]) for o in outs)
+    ours = torch.stack([transform(im) for im in images for _ in range(5)])
+    torch.manual_seed(0)
+    theirs = torch.stack([former(im) for im in images for _ in range(5)])
+    assert ours.shape == (200, 3, 28, 28) and torch.equal(ours, theirs)
+    assert not all(torch.equal(o, ours[0]) for o in ours[:5])  # random, and the same random draws
 
 
 def test_color_jitter_strength_changes_pixels(cifar_tree):
