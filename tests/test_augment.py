@@ -5,6 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import webdataset as wds
 from PIL import Image
 from scipy.stats import ks_2samp
 from torchvision.transforms import v2
@@ -13,7 +14,7 @@ from datamodules.shard_datamodule import ShardDataModule
 from datamodules.shard_stream import decode_sample
 from datamodules.transforms import to_float_normalized
 from launch.cli import main
-from launch.config import ConfigError, DataConfig, load_config, save_resolved
+from launch.config import ConfigError, load_config, save_resolved
 from lightning_modules.augment import POLICIES, compile_torchvision
 
 from conftest import REPO
@@ -129,8 +130,7 @@ def test_class_conditional_overrides_apply_per_sample(cifar_shards):
     overridden = {dm.class_names.index("cat"), dm.class_names.index("horse")}
     deterministic = v2.Compose([v2.Resize(32, antialias=True), v2.CenterCrop(32), to_float_normalized(MEAN, STD)])
 
-    # Every training sample, through the datamodule's own training transform, twice.
-    import webdataset as wds
+    # Every training sample, through the datamodule's own training transform, three times.
     urls = [str(cifar_shards / s["file"]) for s in dm.manifest["splits"]["train"]["shards"]]
     torch.manual_seed(0)
     exact = {c: [] for c in range(10)}
