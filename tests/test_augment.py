@@ -227,3 +227,12 @@ def test_readme_policy_example_runs(cifar_tree):
             load_config(None, ["aug.policy=[grayscale]", "aug.custom.grayscale.q=1"])
     finally:
         POLICIES.pop("grayscale", None)
+
+
+def test_readme_class_override_example_is_a_valid_config(tmp_path):
+    text = (REPO / "README.md").read_text()
+    section = text.split("## Augmentation and weight-decay policies", 1)[1].split("\n## ", 1)[0]
+    preset = tmp_path / "example.yaml"
+    preset.write_text(re.search(r"```yaml\n(.*?)```", section, re.S).group(1))
+    aug = load_config(preset).aug
+    assert aug.for_class("n01773549").rrc.min_scale == 1.0 and aug.for_class("42").policy == ["flip"]
