@@ -1,4 +1,4 @@
-"""LightningDataModule over `classreg shard` output, decoded and augmented with torchvision."""
+"""LightningDataModule over `classreg shard` output, decoded with torchvision, augmented by the `aug` policy."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,12 +9,14 @@ from torch.utils.data import DataLoader
 
 from datamodules.shard_stream import ShardStream
 from datamodules.shard_writer import ShardError, read_manifest
-from datamodules.transforms import default_train_transform, eval_transform
-from launch.config import DataConfig
+from datamodules.transforms import eval_transform
+from launch.config import AugConfig, DataConfig
+from lightning_modules.augment import build_train_transform
 
 
 class ShardDataModule(pl.LightningDataModule):
-    def __init__(self, cfg: DataConfig, seed: int = 0, train_transform: Optional[Callable] = None):
+    def __init__(self, cfg: DataConfig, seed: int = 0, train_transform: Optional[Callable] = None,
+                 aug: Optional[AugConfig] = None):
         super().__init__()
         self.cfg, self.seed = cfg, seed
         self.root = Path(cfg.root)
@@ -26,7 +28,9 @@ class ShardDataModule(pl.LightningDataModule):
         for name, split in (("data.train_split", cfg.train_split), ("data.val_split", self.val_split)):
             if split not in splits:
                 raise ShardError(f"{name}={split!r}: the shards in '{self.root}' have splits {sorted(splits)}")
-        self.train_transform = train_transform or default_train_transform(cfg.image_size, cfg.mean, cfg.std)
+        # The training policy (lightning_modules/augment); class overrides are checked against class_names here.
+        self.train_transform = train_transform or build_train_transform(
+            aug or AugConfig(), self.class_names, cfg.image_size, cfg.mean, cfg.std)
         self.eval_transform = eval_transform(cfg.image_size, cfg.mean, cfg.std)
 
     @property

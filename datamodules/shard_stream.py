@@ -81,9 +81,10 @@ class ShardStream(IterableDataset):
 
     def __iter__(self):
         images, labels = [], []
+        with_label = getattr(self.transform, "uses_label", False)  # class-conditional augmentation
         for sample in self._samples():
             image, label = decode_sample(sample)
-            images.append(self.transform(image))
+            images.append(self.transform(image, label) if with_label else self.transform(image))
             labels.append(label)
             if len(images) == self.batch_size:
                 yield torch.stack(images), torch.tensor(labels)

@@ -16,10 +16,3 @@ def eval_transform(image_size: int, mean, std) -> v2.Compose:
     resize = image_size if image_size <= 64 else int(round(image_size / EVAL_CROP_RATIO))
     return v2.Compose([v2.Resize(resize, antialias=True), v2.CenterCrop(image_size), to_float_normalized(mean, std)])
 
-
-def default_train_transform(image_size: int, mean, std) -> v2.Compose:
-    if image_size <= 64:
-        crop = [v2.Resize(image_size, antialias=True), v2.RandomCrop(image_size, padding=image_size // 8)]
-    else:
-        crop = [v2.RandomResizedCrop(image_size, antialias=True)]
-    return v2.Compose([*crop, v2.RandomHorizontalFlip(), to_float_normalized(mean, std)])

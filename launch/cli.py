@@ -54,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("fit", help="train one configuration")
     p.add_argument("--config", "-c", help="YAML preset (see configs/)")
-    p.add_argument("overrides", nargs="*", metavar="key.path=value", help="e.g. optim.weight_decay=5e-5")
+    p.add_argument("overrides", nargs="*", metavar="key.path=value", help="e.g. wd.value=5e-5 aug.rrc.min_scale=0.5")
     p.set_defaults(func=_cmd_fit)
 
     p = sub.add_parser("shard", help="write WebDataset shards from an image-folder tree or Fashion-MNIST")

@@ -61,11 +61,93 @@ class OptimConfig:
     lr: float = bounded(0.1, 0.0, None, low_inclusive=False)
     momentum: float = bounded(0.9, 0.0, 1.0, high_inclusive=False)
     nesterov: bool = False
-    weight_decay: float = bounded(1e-4, 0.0)
     label_smoothing: float = bounded(0.0, 0.0, 1.0, high_inclusive=False)
     warmup_epochs: float = bounded(0.0, 0.0)
     warmup_start_factor: float = bounded(0.1, 0.0, 1.0)
     schedule: str = choice("cosine", ["cosine", "constant"])
+
+
+@dataclass
+class WeightDecayConfig:
+    value: float = bounded(1e-4, 0.0)
+    # "norm_and_bias": normalization-layer parameters and every bias get no decay (timm-style groups).
+    exclude: str = choice("none", ["none", "norm_and_bias"])
+    # "l2": added to the gradient (torch SGD weight_decay); "decoupled": p <- p * (1 - lr0 * value * s) before
+    # each step (SGDW, as torch's AdamW), where s is the schedule multiplier.
+    mode: str = choice("l2", ["l2", "decoupled"])
+    # "follow_lr": the decay coefficient is multiplied by the LR schedule's multiplier (warm-up, cosine).
+    schedule: str = choice("constant", ["constant", "follow_lr"])
+
+
+@dataclass
+class RRCConfig:
+    """Random-resized-crop; min_scale 1.0 means no random crop (resize + centre crop)."""
+    min_scale: float = bounded(0.08, 0.0, 1.0, low_inclusive=False)
+    max_scale: float = bounded(1.0, 0.0, 1.0, low_inclusive=False)
+    ratio: list[float] = field(default_factory=lambda: [3 / 4, 4 / 3])
+
+    def validate(self) -> None:
+        if self.min_scale > self.max_scale:
+            raise ConfigError(f"aug.rrc.min_scale={self.min_scale} is above aug.rrc.max_scale={self.max_scale}")
+        if len(self.ratio) != 2 or not 0 < self.ratio[0] <= self.ratio[1]:
+            raise ConfigError(f"aug.rrc.ratio={self.ratio} must be [low, high] with 0 < low <= high (e.g. [0.75, 1.333])")
+
+
+@dataclass
+class PadCropConfig:
+    """Resize to data.image_size, pad every side, random crop back (CIFAR-style)."""
+    padding: int = bounded(4, 0)
+    padding_mode: str = choice("constant", ["constant", "edge", "reflect", "symmetric"])
+
+
+@dataclass
+class FlipConfig:
+    p: float = bounded(0.5, 0.0, 1.0)
+
+
+@dataclass
+class ColorJitterConfig:
+    """Brightness, contrast and saturation jitter of +-strength (timm's color_jitter), applied with probability p."""
+    strength: float = bounded(0.4, 0.0)
+    hue: float = bounded(0.0, 0.0, 0.5)
+    p: float = bounded(1.0, 0.0, 1.0)
+
+
+@dataclass
+class AugConfig:
+    """Training augmentation: ``policy`` names registered policies (lightning_modules/augment), applied in order."""
+    policy: list[str] = field(default_factory=lambda: ["rrc", "flip"])
+    rrc: RRCConfig = field(default_factory=RRCConfig)
+    pad_crop: PadCropConfig = field(default_factory=PadCropConfig)
+    flip: FlipConfig = field(default_factory=FlipConfig)
+    color_jitter: ColorJitterConfig = field(default_factory=ColorJitterConfig)
+    # Parameters of policies registered outside this file: {policy name: {field: value}}.
+    custom: dict[str, Any] = field(default_factory=dict)
+    # Class-conditional augmentation: {class name or index: a patch of this section}, e.g.
+    # {"cat": {"rrc": {"min_scale": 1.0}}}; class names are checked against the shards' classes.json.
+    class_overrides: dict[Any, Any] = field(default_factory=dict)
+
+    def validate(self) -> None:
+        from lightning_modules.augment import check_policy_names
+
+        check_policy_names(self, "aug")
+        for key in self.class_overrides:
+            self.for_class(key)
+
+    def for_class(self, key) -> "AugConfig":
+        """This section with the override for class ``key`` applied (typed and validated)."""
+        where = f"aug.class_overrides.{key}"
+        patch = self.class_overrides[key]
+        if not isinstance(patch, dict) or "class_overrides" in patch:
+            raise ConfigError(f"{where} must be a map of aug keys to change for that class, "
+                              f"e.g. {{rrc: {{min_scale: 1.0}}}} or {{policy: [flip]}}; got {patch!r}")
+        base = OmegaConf.structured(dataclasses.replace(self, class_overrides={}))
+        obj = OmegaConf.to_object(_merge(base, OmegaConf.create(patch), where, AugConfig, prefix="aug."))
+        try:
+            validate(obj, "aug.")
+        except ConfigError as e:
+            raise ConfigError(f"{where}: {e}") from None
+        return obj
 
 
 @dataclass
@@ -91,6 +173,8 @@ class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
+    wd: WeightDecayConfig = field(default_factory=WeightDecayConfig)
+    aug: AugConfig = field(default_factory=AugConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
 
     @property
@@ -106,10 +190,17 @@ def _keys_at(schema: type, dotted: str) -> list[str]:
     return [f.name for f in dataclasses.fields(node)] if dataclasses.is_dataclass(node) else []
 
 
-def _unknown_key_message(schema: type, full_key: str, source: str) -> str:
+# Keys that moved to another place, for a clear message on old configs.
+MOVED_KEYS = {"optim.weight_decay": "wd.value"}
+
+
+def _unknown_key_message(schema: type, full_key: str, source: str, prefix: str = "") -> str:
     parent, _, leaf = full_key.rpartition(".")
     allowed = _keys_at(schema, parent)
+    parent, full_key = prefix + parent if parent else prefix.rstrip("."), prefix + full_key
     msg = f"unknown config key '{full_key}' (from {source})."
+    if full_key in MOVED_KEYS:
+        return msg + f" It moved to '{MOVED_KEYS[full_key]}'."
     near = difflib.get_close_matches(leaf, allowed, n=1, cutoff=0.6)
     if near:
         msg += f" Did you mean '{(parent + '.' if parent else '') + near[0]}'?"
@@ -118,14 +209,14 @@ def _unknown_key_message(schema: type, full_key: str, source: str) -> str:
     return msg
 
 
-def _merge(base, other, source: str, schema: type):
+def _merge(base, other, source: str, schema: type, prefix: str = ""):
     try:
         return OmegaConf.merge(base, other)
     except ConfigKeyError as e:
-        raise ConfigError(_unknown_key_message(schema, str(e.full_key), source)) from None
+        raise ConfigError(_unknown_key_message(schema, str(e.full_key), source, prefix)) from None
     except ValidationError as e:
         raise ConfigError(
-            f"bad value for config key '{e.full_key}' (from {source}): {e.msg.splitlines()[0]}"
+            f"bad value for config key '{prefix}{e.full_key}' (from {source}): {e.msg.splitlines()[0]}"
         ) from None
     except OmegaConfBaseException as e:
         raise ConfigError(f"cannot apply {source}: {e}") from None

@@ -12,6 +12,7 @@ from datamodules.shard_datamodule import ShardDataModule
 from launch.config import RunConfig, save_resolved
 from lightning_modules.classifier import Classifier
 from lightning_modules.per_class_results import PerClassResultsWriter
+from lightning_modules.weight_decay import ParamGroupReport
 
 # Outside SLURM, Lightning warns about every `srun` on PATH; inside it, SLURMEnvironment is used anyway.
 warnings.filterwarnings("ignore", message=".*`srun` command is available.*")
@@ -52,12 +53,12 @@ def build_trainer(cfg: RunConfig, callbacks: list) -> pl.Trainer:
 def fit(cfg: RunConfig) -> dict:
     """Train ``cfg`` and return the final metrics summary (also in run_dir/metrics.json)."""
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    data = ShardDataModule(cfg.data, seed=cfg.seed)
+    data = ShardDataModule(cfg.data, seed=cfg.seed, aug=cfg.aug)
     run_dir = cfg.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
     save_resolved(cfg, run_dir / "config.yaml")
     model = Classifier.from_config(cfg, data.class_names)
-    trainer = build_trainer(cfg, [PerClassResultsWriter(run_dir, data.class_names)])
+    trainer = build_trainer(cfg, [PerClassResultsWriter(run_dir, data.class_names), ParamGroupReport(run_dir, cfg.wd)])
     trainer.fit(model, datamodule=data)
     metrics_path = run_dir / "metrics.json"
     return json.loads(metrics_path.read_text()) if metrics_path.exists() else {}

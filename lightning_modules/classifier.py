@@ -11,6 +11,7 @@ from torch import nn
 from torchmetrics.classification import MulticlassConfusionMatrix
 
 from launch.config import RunConfig
+from lightning_modules import weight_decay
 from lightning_modules.models import build_model
 
 
@@ -74,11 +75,12 @@ class Classifier(pl.LightningModule):
     def configure_optimizers(self):
         o = self.cfg.optim
         optimizer = torch.optim.SGD(
-            self.parameters(), lr=o.lr, momentum=o.momentum, nesterov=o.nesterov, weight_decay=o.weight_decay
+            weight_decay.param_groups(self.model, self.cfg.wd), lr=o.lr, momentum=o.momentum, nesterov=o.nesterov
         )
         total = int(self.trainer.estimated_stepping_batches)
         warmup = int(round(o.warmup_epochs * total / max(1, self.trainer.max_epochs)))
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda step: warmup_cosine(step, total, warmup, o.warmup_start_factor, o.schedule)
         )
+        weight_decay.install(optimizer, self.cfg.wd)  # after LambdaLR has set each group's initial_lr
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -7,9 +7,9 @@ from conftest import REPO
 
 
 def test_defaults_preset_and_override_compose():
-    cfg = load_config(REPO / "configs" / "fashion_mnist_demo.yaml", ["optim.weight_decay=5e-5", "seed=3"])
+    cfg = load_config(REPO / "configs" / "fashion_mnist_demo.yaml", ["wd.value=5e-5", "seed=3"])
     assert isinstance(cfg, RunConfig)
-    assert cfg.optim.weight_decay == 5e-5
+    assert cfg.wd.value == 5e-5
     assert cfg.seed == 3
     assert cfg.model.arch == "resnet20"  # from the preset
     assert cfg.optim.momentum == 0.9  # from the defaults
@@ -17,11 +17,16 @@ def test_defaults_preset_and_override_compose():
 
 def test_unknown_key_names_key_and_suggests_near_miss():
     with pytest.raises(ConfigError) as e:
-        load_config(None, ["optim.weight_decy=0.1"])
+        load_config(None, ["wd.valeu=0.1"])
     msg = str(e.value)
-    assert "optim.weight_decy" in msg
-    assert "Did you mean 'optim.weight_decay'" in msg
-    assert "momentum" in msg  # lists the allowed keys
+    assert "wd.valeu" in msg
+    assert "Did you mean 'wd.value'" in msg
+    assert "exclude" in msg and "schedule" in msg  # lists the allowed keys
+
+
+def test_moved_weight_decay_key_points_to_new_place():
+    with pytest.raises(ConfigError, match=r"unknown config key 'optim.weight_decay'.*moved to 'wd.value'"):
+        load_config(None, ["optim.weight_decay=0.1"])
 
 
 def test_unknown_section_in_yaml_names_file(tmp_path):

@@ -1,0 +1,61 @@
+"""Compile an ``aug`` config section into the training transform, class-conditional when it has overrides."""
+from __future__ import annotations
+
+import difflib
+from typing import Callable
+
+from torchvision.transforms import v2
+
+from datamodules.transforms import to_float_normalized
+from launch.config import AugConfig, ConfigError
+from lightning_modules.augment.registry import build_policies
+
+
+def compile_torchvision(aug: AugConfig, image_size: int, mean, std) -> v2.Compose:
+    """PIL image -> normalized float tensor of shape (3, image_size, image_size)."""
+    policies = build_policies(aug, image_size)
+    steps = [] if any(p.sets_size for p in policies) else [v2.Resize(image_size, antialias=True), v2.CenterCrop(image_size)]
+    for policy in policies:
+        steps += policy.torchvision()
+    return v2.Compose([*steps, to_float_normalized(mean, std)])
+
+
+def class_index(key, class_names: list[str]) -> int:
+    """A class_overrides key (a class name, or an index) -> the class index; ConfigError naming the valid ones."""
+    text = str(key)
+    if text in class_names:
+        return class_names.index(text)
+    if text.isdigit() and int(text) < len(class_names):
+        return int(text)
+    msg = f"aug.class_overrides: '{text}' is not a class of these shards."
+    near = difflib.get_close_matches(text, class_names, n=1, cutoff=0.6)
+    if near:
+        msg += f" Did you mean '{near[0]}'?"
+    shown = ", ".join(class_names[:50]) + (f", ... ({len(class_names)} in all)" if len(class_names) > 50 else "")
+    raise ConfigError(f"{msg} Use a class name from classes.json or an index 0-{len(class_names) - 1}. "
+                      f"Valid names: {shown}.")
+
+
+class ClassConditionalTransform:
+    """Per sample: the transform of the sample's class if it has an override, else the default one."""
+
+    uses_label = True  # ShardStream calls it as transform(image, label)
+
+    def __init__(self, default: Callable, per_class: dict[int, Callable]):
+        self.default, self.per_class = default, per_class
+
+    def __call__(self, image, label: int):
+        return self.per_class.get(int(label), self.default)(image)
+
+
+def build_train_transform(aug: AugConfig, class_names: list[str], image_size: int, mean, std) -> Callable:
+    default = compile_torchvision(aug, image_size, mean, std)
+    if not aug.class_overrides:
+        return default
+    per_class: dict[int, Callable] = {}
+    for key in aug.class_overrides:
+        index = class_index(key, class_names)
+        if index in per_class:
+            raise ConfigError(f"aug.class_overrides names class {index} ('{class_names[index]}') twice")
+        per_class[index] = compile_torchvision(aug.for_class(key), image_size, mean, std)
+    return ClassConditionalTransform(default, per_class)
