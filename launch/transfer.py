@@ -79,7 +79,10 @@ def probe_one(upstream_dir: Path, out_dir: Path, transfer: TransferConfig) -> Pa
     shutil.copyfile(upstream_dir / "config.yaml", out_dir / "config.yaml")
     atomic_write_text(out_dir / "transfer.yaml", to_yaml(transfer))
     atomic_write_text(out_dir / "source.json", json.dumps({"run": str(upstream_dir), "checkpoint": str(ckpt)}, indent=1))
-    model = LinearProbe(OmegaConf.to_container(OmegaConf.structured(cfg)), data.class_names, backbone_state(ckpt))
+    try:
+        model = LinearProbe(OmegaConf.to_container(OmegaConf.structured(cfg)), data.class_names, backbone_state(ckpt))
+    except ValueError as e:
+        raise TransferError(f"{ckpt}: {e}; was it written by `classreg fit` with this config.yaml?") from None
     trainer = build_trainer(cfg, [PerClassResultsWriter(out_dir, data.class_names)])
     trainer.fit(model, datamodule=data)
     return out_dir
@@ -109,7 +112,7 @@ def transfer_all(sweep: str | Path, transfer: TransferConfig, out: str | Path | 
 
 def run_transfer(args) -> int:
     transfer = load_config(args.downstream, args.overrides, schema=TransferConfig)
-    console = Console()
+    console = Console(soft_wrap=True)
     out = args.out or Path(args.path).resolve().with_name(Path(args.path).resolve().name + "-transfer")
     transfer_all(args.path, transfer, out, console)
     console.print(f"probe runs in {out}")
@@ -117,6 +120,6 @@ def run_transfer(args) -> int:
         from launch.report import build_report
 
         report = build_report([out])
-        console.print(report.headline)
-        console.print(f"report: {report.html}")
+        print(report.headline)
+        print(f"report: {report.html}")
     return 0

@@ -24,6 +24,10 @@ class LinearProbe(Classifier):
                                  f"missing {missing}, unexpected {unexpected}")
         for name, param in self.model.named_parameters():
             param.requires_grad = name.startswith("fc.")
+        self.train()  # modules start in training mode without a call to train()
+
+    def on_train_epoch_start(self):
+        self.train()  # Lightning may restore each submodule's mode directly, bypassing train()
 
     def train(self, mode: bool = True):
         super().train(mode)

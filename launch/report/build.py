@@ -207,17 +207,22 @@ def build_report(paths, out_dir=None, options: ReportOptions | None = None, cons
             return ""
         return "sig-lower" if comp.delta[i] < 0 else "sig-higher"
 
-    settings_table = tables["settings"][["setting", "seeds", "mean_class_accuracy", "sd_over_seeds",
-                                         "worst_class", "worst_class_accuracy", "change_vs_reference",
-                                         "lowered_vs_reference", "raised_vs_reference"]].copy()
-    for c in ("mean_class_accuracy", "sd_over_seeds", "worst_class_accuracy", "change_vs_reference"):
+    shown = {"setting": "setting", "seeds": "seeds", "mean_class_accuracy": "mean", "sd_over_seeds": "sd",
+             "worst_class": "worst class", "worst_class_accuracy": "worst", "change_vs_reference": "change",
+             "lowered_vs_reference": "lowered", "raised_vs_reference": "raised"}
+    settings_table = tables["settings"][list(shown)].rename(columns=shown)
+    for c in ("mean", "sd", "worst", "change"):
         settings_table[c] = 100 * settings_table[c]
+    settings_table.insert(1, "role", ["reference" if j == ref else "best mean" if j == best else ""
+                                      for j in range(len(settings))])
     meta = (f"{len(runs)} runs, {len(settings)} settings, {len(class_names)} classes; varying keys: "
             f"{', '.join(keys) or 'none'}; test: {options.test}, Benjamini-Hochberg FDR {options.fdr:g}. "
             "Accuracies in %, changes in points.")
     files["html"] = out_dir / "report.html"
+    note = (f"Red rows: significantly lower under {labels[focus]} than under the reference {labels[ref]}; "
+            "green rows: significantly higher. Change and p, q: from the reference to that setting.")
     atomic_write_text(files["html"], render(options.title, headline, meta, settings_table, class_table,
-                                            row_class, figs))
+                                            row_class, figs, note))
     return Report(headline, files["html"], out_dir, files, labels[ref], labels[best])
 
 

@@ -67,6 +67,7 @@ def tradeoff(labels, mean, worst, ref: int, best: int, path: Path) -> Path:
         ax.annotate(label + tag, (mean[i], worst[i]), fontsize=7, xytext=(4, 3), textcoords="offset points")
     ax.scatter([mean[ref]], [worst[ref]], s=120, facecolors="none", edgecolors="black", label="reference")
     ax.scatter([mean[best]], [worst[best]], s=120, marker="*", color="#f39c12", zorder=4, label="best mean")
+    ax.margins(x=0.2, y=0.12)
     ax.set_xlabel("mean class accuracy (%)")
     ax.set_ylabel("worst class accuracy (%)")
     ax.set_title("Mean against worst class, per setting (means over seeds)", fontsize=10)

@@ -14,7 +14,7 @@ table{border-collapse:collapse;font-size:.85em;margin:1em 0} th,td{border:1px so
 th{background:#f4f6f7;cursor:pointer;user-select:none} th:hover{background:#e5e8e8}
 td.text,th.text{text-align:left} tr.sig-lower td{background:#fdecea} tr.sig-higher td{background:#eafaf1}
 figure{margin:1.5em 0} figure img{max-width:100%;border:1px solid #eee} figcaption{font-size:.9em;color:#555}
-.meta{color:#666;font-size:.85em}
+.meta{color:#666;font-size:.85em} .wide{overflow-x:auto}
 """
 
 # Click a header: sort by that column (numbers numerically, empty cells last); click again to reverse.
@@ -75,7 +75,7 @@ def table_html(df: pd.DataFrame, table_id: str, text_columns=(), row_class=None)
 
 
 def render(title: str, headline: str, meta: str, settings: pd.DataFrame, classes: pd.DataFrame,
-           class_row_class, figures: list[tuple[str, str, Path]]) -> str:
+           class_row_class, figures: list[tuple[str, str, Path]], class_note: str = "") -> str:
     figs = "".join(
         f'<figure id="fig-{key}"><img alt="{html.escape(caption)}" src="{_img(path)}">'
         f"<figcaption>{html.escape(caption)}</figcaption></figure>"
@@ -88,13 +88,12 @@ def render(title: str, headline: str, meta: str, settings: pd.DataFrame, classes
 <p class="headline" id="headline">{html.escape(headline)}</p>
 <p class="meta">{html.escape(meta)}</p>
 <h2>Settings</h2>
-{table_html(settings, "settings-table", text_columns=("setting",))}
+<div class="wide">{table_html(settings, "settings-table", text_columns=("setting", "role", "worst class"))}</div>
 <h2>Figures</h2>
 {figs}
 <h2>Classes</h2>
-<p class="meta">Click a column header to sort. Red rows: significantly lower under the best-mean setting than
-under the reference; green rows: significantly higher.</p>
-{table_html(classes, "class-table", text_columns=("class",), row_class=class_row_class)}
+<p class="meta">Click a column header to sort. {html.escape(class_note)}</p>
+<div class="wide">{table_html(classes, "class-table", text_columns=("class",), row_class=class_row_class)}</div>
 <script>{SCRIPT}</script>
 </body></html>
 """
