@@ -95,6 +95,19 @@ def test_report_errors_name_the_folder_and_the_fix(tmp_path, capsys):
     assert "fdr" in capsys.readouterr().err
 
 
+def test_unfinished_runs_are_left_out_with_a_note(planted_sweep, tmp_path, capsys):
+    root, _ = planted_sweep
+    sweep = tmp_path / "sweep"
+    shutil.copytree(root / "ls0.0", sweep / "ls0.0")
+    shutil.copytree(root / "ls0.1", sweep / "ls0.1")
+    (sweep / "ls0.1" / "seed4" / "run" / "per_class.csv").unlink()  # still training
+    assert main(["report", str(sweep), "--no-progress"]) == 0
+    captured = capsys.readouterr()
+    assert "1 folder(s) hold a config.yaml but no per_class.csv" in captured.err
+    assert str(sweep / "ls0.1" / "seed4" / "run") in captured.err
+    assert pd.read_csv(sweep / "report" / "settings.csv")["seeds"].tolist() == [5, 4]
+
+
 def test_one_seed_per_setting_uses_fisher_exact_and_reads_only_the_last_epoch(tmp_path):
     names = [f"c{i}" for i in range(4)]
     write_run(tmp_path / "wd0", ["optim.weight_decay=0"], [45, 45, 45, 45], [50] * 4, names, epochs=3)

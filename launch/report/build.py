@@ -13,8 +13,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from launch.config import atomic_write_text, bounded, choice, validate
 from launch.report import figures
 from launch.report.html import render
-from launch.report.runs import (ReportError, find_runs, numeric, parse_selector, read_run, setting_label,
-                                strength_order, varying_keys, _strength_rank)
+from launch.report.runs import (ReportError, _strength_rank, find_runs, numeric, parse_selector, read_run,
+                                setting_label, strength_order, unfinished_runs, varying_keys)
 from launch.report.stats import TESTS, compare
 
 
@@ -130,13 +130,17 @@ def build_report(paths, out_dir=None, options: ReportOptions | None = None, cons
     """Read every run under ``paths``, write tables, figures and report.html to ``out_dir``; return the headline."""
     options = options or ReportOptions()
     validate(options)
-    console = console or Console(stderr=True)
+    console = console or Console(stderr=True, soft_wrap=True)
     paths = [Path(p) for p in ([paths] if isinstance(paths, (str, Path)) else paths)]
     out_dir = Path(out_dir) if out_dir is not None else default_out_dir(paths)
     fig_dir = out_dir / "figures"
     fig_dir.mkdir(parents=True, exist_ok=True)
 
     folders = find_runs(paths)
+    pending = unfinished_runs(paths)
+    if pending:
+        console.print(f"[yellow]note:[/yellow] {len(pending)} folder(s) hold a config.yaml but no per_class.csv "
+                      f"(unfinished or failed runs?) and are left out, e.g. {pending[0]}")
     with _progress(console, progress) as bar:
         task = bar.add_task("reading runs", total=len(folders))
         runs = []
@@ -243,7 +247,8 @@ def _headline(settings, ref, best, setting_mean, class_mean, names, comparisons,
     lowered = np.flatnonzero(comp.significant & (comp.delta < 0))
     gain = 100 * (setting_mean[best] - setting_mean[ref])
     text = (f"best-mean setting {settings[best].label} raises mean accuracy by {gain:.1f} points over "
-            f"{settings[ref].label} and significantly lowers {len(lowered)} class{'es' if len(lowered) != 1 else ''}")
+            f"{settings[ref].label} and significantly lowers "
+            + (f"{len(lowered)} class{'es' if len(lowered) != 1 else ''}" if len(lowered) else "no class"))
     if len(lowered):
         w = lowered[np.argmin(comp.delta[lowered])]
         text += f" (worst: {names[w]}, from {_pct(class_mean[ref, w])} to {_pct(class_mean[best, w])})"

@@ -59,6 +59,22 @@ def find_runs(paths: list[str | Path]) -> list[Path]:
     return unique
 
 
+def unfinished_runs(paths: list[str | Path]) -> list[Path]:
+    """Folders holding a run config (written when `classreg fit` starts) but no per_class.csv yet."""
+    pending = []
+    for p in map(Path, paths):
+        for cfg in sorted(p.rglob("config.yaml")) if p.is_dir() else []:
+            if (cfg.parent / "per_class.csv").is_file():
+                continue
+            try:
+                tree = OmegaConf.to_container(OmegaConf.load(cfg))
+            except Exception:
+                continue
+            if isinstance(tree, dict) and {"data", "trainer"} <= set(tree):
+                pending.append(cfg.parent)
+    return pending
+
+
 def flatten(tree, prefix: str = "") -> dict:
     out = {}
     for key, value in tree.items():
