@@ -100,7 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strength", default="", metavar="KEY",
                    help="varying key on the x axis of the strength curves (default: the numeric one with most values)")
     p.add_argument("--fdr", type=float, default=0.1, help="Benjamini-Hochberg false discovery rate (default 0.1)")
-    p.add_argument("--test", default="counts", help="counts (default), paired-t or welch-t")
+    p.add_argument("--test", default="counts", choices=["counts", "paired-t", "welch-t"],
+                   help="per-class test (default counts: quasi-binomial on pooled counts; see README)")
     p.add_argument("--curves", type=int, default=3, help="most hurt and most helped classes to draw (default 3)")
     p.add_argument("--ignore", action="append", default=[], metavar="KEY",
                    help="a config key (glob) that is not a setting; repeatable")
