@@ -119,6 +119,9 @@ def test_one_seed_per_setting_uses_fisher_exact_and_reads_only_the_last_epoch(tm
     assert comp.significant.tolist() == [False, False, False, True]
     assert "(worst: c3, from 90% to 20%)" not in report.headline  # the best mean is the reference here
     assert report.best == "weight_decay=0"
+    summary = json.loads((tmp_path / "out" / "report.json").read_text(), parse_constant=pytest.fail)  # no NaN
+    assert summary["settings"][0]["sd_over_seeds"] is None  # one seed: no spread
+    assert [r["worst_class"] for r in summary["settings"]] == ["c0", "c3"]
 
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -174,3 +177,31 @@ def test_html_report_renders_in_headless_chromium(planted_sweep, tmp_path):
     change = [float(r[header.index("change")]) for r in body]
     assert change == sorted(change)
     assert {body[i][1] for i in range(3)} == {str(c) for c in HURT}  # the three planted drops come first
+
+
+def test_keys_of_any_config_section_work_and_the_weakest_setting_is_the_reference(tmp_path):
+    """Sections the report does not know (augmentation, weight-decay policies) are compared generically."""
+    names = ["a", "b", "c"]
+    for scale in (0.08, 0.5, 1.0):
+        for wd in (0.0, 1e-4):
+            for seed in (0, 1):
+                run = tmp_path / f"s{scale}_wd{wd}_{seed}"
+                run.mkdir()
+                (run / "config.yaml").write_text(
+                    f"seed: {seed}\nname: {run.name}\nout_dir: {tmp_path}\n"
+                    f"aug:\n  rrc:\n    min_scale: {scale}\n  policy: rrc\nwd:\n  value: {wd}\n"
+                    "trainer:\n  progress_bar: false\n")
+                good = 40 + int(10 * (1 - scale)) + seed
+                (run / "per_class.csv").write_text(
+                    "epoch,class_index,class_name,correct,total,accuracy,extra\n"
+                    + "".join(f"0,{i},{n},{good - 20 * (i == 2) * (scale < 1)},50,0,x\n" for i, n in enumerate(names)))
+    report = build_report(tmp_path, tmp_path / "rep", progress=False)
+    # a larger minimum crop scale is a weaker augmentation; no weight decay is the weakest
+    assert report.reference == "min_scale=1, value=0"
+    settings = pd.read_csv(tmp_path / "rep" / "settings.csv")
+    assert set(settings.columns) >= {"aug.rrc.min_scale", "wd.value"} and "aug.rrc.policy" not in settings.columns
+    assert len(settings) == 6 and (settings.seeds == 2).all()
+    assert report.best.startswith("min_scale=0.08")
+    assert "significantly lowers 1 class (worst: c, from" in report.headline
+    with pytest.raises(ReportError, match="'value' is not one of"):
+        build_report(tmp_path, tmp_path / "rep", ReportOptions(ignore=["wd.*"], reference="value=0"), progress=False)

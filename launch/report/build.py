@@ -13,8 +13,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from launch.config import atomic_write_text, bounded, choice, validate
 from launch.report import figures
 from launch.report.html import render
-from launch.report.runs import (ReportError, _strength_rank, find_runs, numeric, parse_selector, read_run,
-                                setting_label, strength_order, unfinished_runs, varying_keys)
+from launch.report.runs import (ReportError, find_runs, numeric, parse_selector, read_run, setting_label,
+                                strength_order, strength_rank, unfinished_runs, varying_keys)
 from launch.report.stats import TESTS, compare
 
 
@@ -116,7 +116,7 @@ def _strength_axis(keys, settings, ref: int, option: str):
         line = [j for j, s in enumerate(settings)
                 if all(repr(v) == repr(ref_values[m]) for m, v in enumerate(s.values) if m != i)]
         if len(line) >= 2:
-            rank = _strength_rank(key, [settings[j].values[i] for j in line])
+            rank = strength_rank(key, [settings[j].values[i] for j in line])
             line.sort(key=lambda j: rank[settings[j].values[i]])
             others = [k for k in keys if k != key]
             title = key + (f" (other keys as in the reference: {settings[ref].label})" if others else "")

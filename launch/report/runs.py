@@ -129,7 +129,7 @@ def _fmt(v) -> str:
     return str(v)
 
 
-def _strength_rank(key: str, values: list) -> dict:
+def strength_rank(key: str, values: list) -> dict:
     """0 for the weakest value of ``key`` to 1 for the strongest (see WEAKER_WHEN_LARGER, WEAK_WORDS)."""
     distinct = sorted(set(values), key=repr)
     if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in distinct):
@@ -141,7 +141,7 @@ def _strength_rank(key: str, values: list) -> dict:
 
 def strength_order(keys: list[str], settings: list[tuple]) -> list[float]:
     """Overall regularization strength of each setting: the sum over keys of its value's rank in [0, 1]."""
-    ranks = [_strength_rank(k, [s[i] for s in settings]) for i, k in enumerate(keys)]
+    ranks = [strength_rank(k, [s[i] for s in settings]) for i, k in enumerate(keys)]
     return [sum(r[s[i]] for i, r in enumerate(ranks)) for s in settings]
 
 
