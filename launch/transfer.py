@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +20,10 @@ from launch.config import (DataConfig, OptimConfig, RunConfig, TrainerConfig, at
                            to_yaml)
 from launch.report.errors import ReportError
 from launch.report.runs import find_runs
+
+
+# The frozen backbone is in eval mode on purpose (its batch-norm statistics stay the upstream ones).
+warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode at the start of training.*")
 
 
 class TransferError(ReportError):
