@@ -1,4 +1,5 @@
 """`classreg report` end to end on run folders with planted per-class effects, and its HTML in Chromium."""
+import io
 import json
 import shutil
 import subprocess
@@ -6,6 +7,7 @@ import subprocess
 import numpy as np
 import pandas as pd
 import pytest
+from rich.console import Console
 
 from launch.cli import main
 from launch.report import ReportError, ReportOptions, build_report
@@ -205,3 +207,6 @@ def test_keys_of_any_config_section_work_and_the_weakest_setting_is_the_referenc
     assert "significantly lowers 1 class (worst: c, from" in report.headline
     with pytest.raises(ReportError, match="'value' is not one of"):
         build_report(tmp_path, tmp_path / "rep", ReportOptions(ignore=["wd.*"], reference="value=0"), progress=False)
+    console = Console(file=io.StringIO(), width=300)
+    build_report(tmp_path, tmp_path / "rep", ReportOptions(ignore=["wd.*"]), console=console, progress=False)
+    assert "min_scale=1 has several runs with seed 0, 1" in console.file.getvalue()

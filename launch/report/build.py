@@ -151,6 +151,11 @@ def build_report(paths, out_dir=None, options: ReportOptions | None = None, cons
     keys = varying_keys(runs, tuple(options.ignore))
     settings = _group(runs, keys)
     labels = [s.label for s in settings]
+    for s in settings:
+        repeated = sorted({repr(x) for x in s.seeds if s.seeds.count(x) > 1})
+        if repeated:
+            console.print(f"[yellow]note:[/yellow] {s.label} has several runs with seed {', '.join(repeated)}; "
+                          "they count as separate replicates (vary `seed`, or --ignore the key that tells them apart)")
     ref = (parse_selector(options.reference, keys, [s.values for s in settings], "--reference")
            if options.reference else 0)
     run_means = [np.nanmean(s.acc, axis=1) for s in settings]  # mean class accuracy of each run
