@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 FASHION_MNIST := /usr/share/datasets/fashion-mnist
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-fast fashion-mnist clean
+.PHONY: install demo test test-fast fashion-mnist chromium clean
 
 install: $(STAMP)
 
@@ -25,10 +25,17 @@ fashion-mnist:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist; \
 	fi
 
+# Debian's chromium renders the HTML report in a test (tests/test_report_cli.py), when we are root and it is missing.
+chromium:
+	@if ! command -v chromium >/dev/null && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing chromium"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	fi
+
 demo: install fashion-mnist
 	$(BIN)/classreg demo
 
-test: install fashion-mnist
+test: install fashion-mnist chromium
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-fast: install

@@ -48,6 +48,23 @@ def _cmd_demo(args) -> int:
     return run_demo(args)
 
 
+def _cmd_report(args) -> int:
+    from launch.report import ReportOptions, build_report
+
+    options = ReportOptions(reference=args.reference, strength=args.strength, fdr=args.fdr, test=args.test,
+                            curves=args.curves, ignore=args.ignore)
+    report = build_report(args.paths, args.out, options, progress=not args.no_progress)
+    print(report.headline)
+    print(f"report: {report.html}")
+    return 0
+
+
+def _cmd_transfer(args) -> int:
+    from launch.transfer import run_transfer
+
+    return run_transfer(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="classreg", description=DESCRIPTION)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -74,16 +91,47 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fashion-mnist-dir", default=None, help="folder with the Fashion-MNIST IDX files")
     p.add_argument("overrides", nargs="*", metavar="key.path=value")
     p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser("report", help="per-class statistics, figures and an HTML report over a sweep's runs")
+    p.add_argument("paths", nargs="+", metavar="D", help="a sweep folder (searched for run folders) or run folders")
+    p.add_argument("--out", "-o", default=None, help="output folder (default D/report, or ./report for run folders)")
+    p.add_argument("--reference", default="", metavar="KEY=VALUE[,KEY=VALUE]",
+                   help="the reference setting (default: the weakest regularization)")
+    p.add_argument("--strength", default="", metavar="KEY",
+                   help="varying key on the x axis of the strength curves (default: the numeric one with most values)")
+    p.add_argument("--fdr", type=float, default=0.1, help="Benjamini-Hochberg false discovery rate (default 0.1)")
+    p.add_argument("--test", default="counts", choices=["counts", "paired-t", "welch-t"],
+                   help="per-class test (default counts: quasi-binomial on pooled counts; see README)")
+    p.add_argument("--curves", type=int, default=3, help="most hurt and most helped classes to draw (default 3)")
+    p.add_argument("--ignore", action="append", default=[], metavar="KEY",
+                   help="a config key (glob) that is not a setting; repeatable")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_report)
+
+    p = sub.add_parser("transfer", help="linear probes on frozen checkpoints, trained on a downstream dataset")
+    p.add_argument("path", metavar="D", help="a sweep folder (searched for run folders with checkpoints) or a run folder")
+    p.add_argument("--downstream", "-d", required=True, metavar="CONFIG", help="YAML: the downstream data and probe training")
+    p.add_argument("--out", "-o", default=None, help="where the probe runs go (default D-transfer)")
+    p.add_argument("--report", action="store_true", help="then run `classreg report` on the probe runs")
+    p.add_argument("overrides", nargs="*", metavar="key.path=value", help="overrides of the downstream config")
+    p.set_defaults(func=_cmd_transfer)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    # key=value overrides may also follow options (`classreg transfer D --downstream X data.root=...`)
+    if extra and hasattr(args, "overrides") and all("=" in e and not e.startswith("-") for e in extra):
+        args.overrides = [*args.overrides, *extra]
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     from datamodules.shard_writer import ShardError
+    from launch.report.errors import ReportError
 
     try:
         return args.func(args)
-    except (ConfigError, ShardError) as e:
+    except (ConfigError, ShardError, ReportError) as e:
         print(f"classreg {args.command}: error: {e}", file=sys.stderr)
         return 2
 

@@ -1,0 +1,97 @@
+"""The report's figures, drawn with matplotlib's object API (no pyplot state, no display needed)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure
+
+RED, GREEN, GREY = "#c0392b", "#27ae60", "#b0b0b0"
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    return path
+
+
+def delta_sorted(names, delta, significant, title: str, path: Path) -> Path:
+    """The paper's bar plot: every class's change in accuracy, sorted; significant changes coloured."""
+    order = np.argsort(delta)
+    d = 100 * np.asarray(delta)[order]
+    sig = np.asarray(significant)[order]
+    colors = [(RED if v < 0 else GREEN) if s else GREY for v, s in zip(d, sig)]
+    fig = Figure(figsize=(max(6.0, min(14.0, 0.25 * len(d))), 4.0))
+    ax = fig.add_subplot()
+    ax.bar(np.arange(len(d)), d, color=colors, width=0.85)
+    ax.axhline(100 * float(np.mean(delta)), color="black", lw=1, ls="--", label=f"mean change {100 * np.mean(delta):+.1f}")
+    ax.axhline(0, color="black", lw=0.5)
+    if len(d) <= 40:
+        ax.set_xticks(np.arange(len(d)), [names[i] for i in order], rotation=60, ha="right", fontsize=8)
+    else:
+        ax.set_xticks([])
+        ax.set_xlabel(f"{len(d)} classes, sorted by change")
+    ax.set_ylabel("change in class accuracy (points)")
+    ax.set_title(title, fontsize=10)
+    ax.bar([0], [0], color=RED, label="significantly lower")
+    ax.bar([0], [0], color=GREEN, label="significantly higher")
+    ax.legend(fontsize=8, loc="upper left")
+    return _save(fig, path)
+
+
+def strength_curves(x, xticklabels, xlabel: str, mean_curve, curves: dict, hurt: list, path: Path) -> Path:
+    """Accuracy against regularization strength: the mean over classes, and chosen classes (mean +- sd)."""
+    fig = Figure(figsize=(7.5, 4.5))
+    ax = fig.add_subplot()
+    for name, (mean, sd) in curves.items():
+        color = RED if name in hurt else GREEN
+        ax.errorbar(x, 100 * mean, yerr=100 * sd, color=color, alpha=0.8, marker="o", ms=3, lw=1.2,
+                    capsize=2, label=f"{name} ({'hurt' if name in hurt else 'helped'})")
+    ax.plot(x, 100 * np.asarray(mean_curve), color="black", lw=2.5, marker="s", label="mean over classes")
+    ax.set_xticks(x, xticklabels, fontsize=8, rotation=20 if len(x) > 5 else 0)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("class accuracy (%)")
+    ax.set_title("Most hurt and most helped classes against regularization strength", fontsize=10)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    return _save(fig, path)
+
+
+def tradeoff(labels, mean, worst, ref: int, best: int, path: Path) -> Path:
+    """Mean against worst-class accuracy, one point per setting."""
+    fig = Figure(figsize=(6.5, 4.5))
+    ax = fig.add_subplot()
+    mean, worst = 100 * np.asarray(mean), 100 * np.asarray(worst)
+    ax.scatter(mean, worst, color="#34495e", zorder=3)
+    for i, label in enumerate(labels):
+        tag = " (reference)" if i == ref else " (best mean)" if i == best else ""
+        ax.annotate(label + tag, (mean[i], worst[i]), fontsize=7, xytext=(4, 3), textcoords="offset points")
+    ax.scatter([mean[ref]], [worst[ref]], s=120, facecolors="none", edgecolors="black", label="reference")
+    ax.scatter([mean[best]], [worst[best]], s=120, marker="*", color="#f39c12", zorder=4, label="best mean")
+    ax.margins(x=0.2, y=0.12)
+    ax.set_xlabel("mean class accuracy (%)")
+    ax.set_ylabel("worst class accuracy (%)")
+    ax.set_title("Mean against worst class, per setting (means over seeds)", fontsize=10)
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def histograms(labels, acc, path: Path) -> Path:
+    """Distribution of per-class accuracy (mean over seeds) for each setting; acc: settings x classes."""
+    n = len(labels)
+    cols = min(4, n)
+    rows = int(np.ceil(n / cols))
+    fig = Figure(figsize=(3.2 * cols, 2.2 * rows + 0.6))
+    axes = fig.subplots(rows, cols, sharex=True, sharey=True, squeeze=False).ravel()
+    bins = np.linspace(0, 100, 21)
+    for ax, label, a in zip(axes, labels, 100 * np.asarray(acc, dtype=float)):
+        ax.hist(a[~np.isnan(a)], bins=bins, color="#2980b9")
+        ax.axvline(np.nanmean(a), color="black", lw=1, ls="--")
+        ax.set_title(label, fontsize=7)
+        ax.tick_params(labelsize=7)
+    for ax in axes[len(labels):]:
+        ax.set_visible(False)
+    fig.supxlabel("class accuracy (%)", fontsize=8)
+    fig.supylabel("classes", fontsize=8)
+    fig.subplots_adjust(left=0.07, right=0.98, bottom=0.12, top=0.9, hspace=0.45, wspace=0.1)
+    fig.savefig(path, dpi=110)  # fixed layout: tight_layout over many panels is slow
+    return path

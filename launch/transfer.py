@@ -1,0 +1,130 @@
+"""`classreg transfer`: linear probes on the frozen checkpoints of a sweep, trained on a downstream dataset.
+
+Each upstream run folder gets a probe run folder (same relative path under the output folder) holding the
+upstream ``config.yaml`` (so that `classreg report` groups the probes by the upstream setting), the probe's
+own ``transfer.yaml``, ``source.json``, and ``per_class.csv``/``metrics.json`` on the downstream classes.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from omegaconf import OmegaConf
+from rich.console import Console
+
+from launch.config import (DataConfig, OptimConfig, RunConfig, TrainerConfig, atomic_write_text, choice, load_config,
+                           to_yaml)
+from launch.report.errors import ReportError
+from launch.report.runs import find_runs
+
+
+# The frozen backbone is in eval mode on purpose (its batch-norm statistics stay the upstream ones).
+warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode at the start of training.*")
+
+
+class TransferError(ReportError):
+    """An upstream run cannot be probed; the message names the run and the fix."""
+
+
+@dataclass
+class TransferConfig:
+    seed: int = 0
+    checkpoint: str = choice("last", ["last", "best"])  # which upstream checkpoint to freeze
+    data: DataConfig = field(default_factory=DataConfig)  # the downstream shards
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(weight_decay=0.0))  # the probe's SGD
+    trainer: TrainerConfig = field(default_factory=lambda: TrainerConfig(max_epochs=10))
+
+
+def checkpoint_of(run_dir: Path, which: str) -> Path:
+    folder = run_dir / "checkpoints"
+    found = [folder / "last.ckpt"] if which == "last" else sorted(folder.glob("best-*.ckpt"))
+    found = [p for p in found if p.is_file()]
+    if not found:
+        raise TransferError(f"{run_dir} has no {which} checkpoint in {folder}: finish or resume the run "
+                            f"(`classreg fit -c {run_dir / 'config.yaml'}`), or use checkpoint=last|best")
+    return found[-1]
+
+
+def probe_config(upstream: RunConfig, transfer: TransferConfig, run_dir: Path) -> RunConfig:
+    """The upstream model with the downstream data and the probe's optimizer, trainer, seed and folder."""
+    from lightning_modules.models import use_small_stem
+
+    stem = "small" if use_small_stem(upstream.model.stem, upstream.data.image_size) else "imagenet"
+    return dataclasses.replace(
+        upstream, name=run_dir.name, out_dir=str(run_dir.parent), seed=transfer.seed, data=transfer.data,
+        optim=transfer.optim, trainer=transfer.trainer, model=dataclasses.replace(upstream.model, stem=stem),
+    )
+
+
+def finished(run_dir: Path, max_epochs: int) -> bool:
+    metrics = run_dir / "metrics.json"
+    return metrics.is_file() and json.loads(metrics.read_text())["last"]["epoch"] >= max_epochs - 1
+
+
+def probe_one(upstream_dir: Path, out_dir: Path, transfer: TransferConfig) -> Path:
+    import pytorch_lightning as pl
+
+    from datamodules.shard_datamodule import ShardDataModule
+    from launch.fit import build_trainer
+    from lightning_modules.linear_probe import LinearProbe, backbone_state
+    from lightning_modules.per_class_results import PerClassResultsWriter
+
+    ckpt = checkpoint_of(upstream_dir, transfer.checkpoint)
+    upstream = load_config(upstream_dir / "config.yaml")
+    cfg = probe_config(upstream, transfer, out_dir)
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    data = ShardDataModule(cfg.data, seed=cfg.seed)
+    if out_dir.exists():  # an unfinished probe restarts from scratch (it is cheap)
+        shutil.rmtree(out_dir)
+    out_dir.mkdir(parents=True)
+    shutil.copyfile(upstream_dir / "config.yaml", out_dir / "config.yaml")
+    atomic_write_text(out_dir / "transfer.yaml", to_yaml(transfer))
+    atomic_write_text(out_dir / "source.json", json.dumps({"run": str(upstream_dir), "checkpoint": str(ckpt)}, indent=1))
+    try:
+        model = LinearProbe(OmegaConf.to_container(OmegaConf.structured(cfg)), data.class_names, backbone_state(ckpt))
+    except ValueError as e:
+        raise TransferError(f"{ckpt}: {e}; was it written by `classreg fit` with this config.yaml?") from None
+    trainer = build_trainer(cfg, [PerClassResultsWriter(out_dir, data.class_names)])
+    trainer.fit(model, datamodule=data)
+    return out_dir
+
+
+def transfer_all(sweep: str | Path, transfer: TransferConfig, out: str | Path | None = None,
+                 console: Console | None = None) -> list[Path]:
+    """Probe every run under ``sweep``; finished probes are kept. Returns the probe run folders."""
+    console = console or Console()
+    sweep = Path(sweep)
+    out = Path(out) if out else sweep.with_name(sweep.name + "-transfer")
+    runs = [r for r in find_runs([sweep]) if not (r / "transfer.yaml").is_file()]
+    if not transfer.data.root:
+        raise TransferError("the downstream config sets no data.root: point it at a `classreg shard` folder")
+    done = []
+    for i, run in enumerate(runs, 1):
+        rel = run.relative_to(sweep.resolve()) if run != sweep.resolve() else Path(run.name)
+        target = out / rel
+        if finished(target, transfer.trainer.max_epochs):
+            console.print(f"[{i}/{len(runs)}] {rel}: probe already finished")
+        else:
+            console.print(f"[{i}/{len(runs)}] probing {rel} ({transfer.checkpoint} checkpoint) on {transfer.data.root}")
+            probe_one(run, target, transfer)
+        done.append(target)
+    return done
+
+
+def run_transfer(args) -> int:
+    transfer = load_config(args.downstream, args.overrides, schema=TransferConfig)
+    console = Console(soft_wrap=True)
+    out = args.out or Path(args.path).resolve().with_name(Path(args.path).resolve().name + "-transfer")
+    transfer_all(args.path, transfer, out, console)
+    console.print(f"probe runs in {out}")
+    if args.report:
+        from launch.report import build_report
+
+        report = build_report([out])
+        print(report.headline)
+        print(f"report: {report.html}")
+    return 0
