@@ -7,6 +7,7 @@ read into the config or the logs: we only check whether one is configured.
 from __future__ import annotations
 
 import hashlib
+import json
 import netrc
 import os
 import re
@@ -109,8 +110,9 @@ class WandbPerClassLogger(pl.Callback):
         import wandb
 
         run = self.logger.experiment
+        metrics = self.run_dir / "metrics.json"
         artifact = wandb.Artifact(f"per_class-{run.id}", type="per_class_results",
-                                  metadata={"epoch": trainer.current_epoch, "global_step": trainer.global_step})
+                                  metadata=json.loads(metrics.read_text())["last"] if metrics.is_file() else None)
         for name in ("per_class.csv", "metrics.json"):
             if (self.run_dir / name).is_file():
                 artifact.add_file(str(self.run_dir / name))
