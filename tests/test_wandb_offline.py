@@ -113,3 +113,14 @@ def test_auto_mode_goes_offline_without_key_or_server(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "online")
     assert resolve_mode("auto")[0] == "online"
     assert resolve_mode("offline")[0] == "offline"
+
+
+def test_bad_logger_and_metrics_keys_are_named():
+    from launch.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match="logger.mode.*'cloud'.*auto, online, offline"):
+        load_config(overrides=["logger.mode=cloud"])
+    with pytest.raises(ConfigError, match="metrics.worst_fraction"):
+        load_config(overrides=["metrics.worst_fraction=0"])
+    cfg = load_config(overrides=["logger.wandb=false", "metrics.real_labels=imagenet-x"])
+    assert cfg.logger.wandb is False and cfg.metrics.real_labels == "imagenet-x"
