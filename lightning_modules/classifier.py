@@ -61,7 +61,7 @@ class Classifier(pl.LightningModule):
         images, labels, *rest = batch  # evaluation batches may carry the sample keys third
         logits = self(images)
         self.log("val/loss", self.criterion(logits, labels), sync_dist=True, batch_size=len(labels))
-        real = self.real_labels.targets(rest[0], labels.device) if self.real_labels is not None else (None, None)
+        real = self.real_labels.targets(rest[0] if rest else None, labels.device) if self.real_labels else (None, None)
         self.val_counts.update(logits, labels, *real)
 
     def on_validation_epoch_end(self):

@@ -79,6 +79,9 @@ class RealLabels:
 
     def targets(self, keys: list[str], device=None) -> tuple[torch.Tensor, torch.Tensor]:
         """[batch, classes] bool (the ReaL set of each image) and [batch] bool (the set is not empty)."""
+        if keys is None:
+            raise ValueError("metrics.real_labels needs the sample keys in evaluation batches, and this data "
+                             "loader does not provide them (ShardDataModule does with eval_keys=True)")
         target = torch.zeros(len(keys), self.num_classes, dtype=torch.bool)
         for row, key in enumerate(keys):
             target[row, list(self.sets[self.image_number(key) - 1])] = True
