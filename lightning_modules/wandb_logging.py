@@ -100,9 +100,11 @@ class WandbPerClassLogger(pl.Callback):
         for i, name in enumerate(result.class_names):
             table.add_data(i, name, int(result.correct[i]), int(result.total[i]), _num(result.accuracy[i]),
                            _num(result.top5_accuracy[i]), None if real is None else _num(real[i]))
+        logged = {"val/per_class": table}
         acc = result.accuracy[result.total > 0]
-        self.logger.log_metrics({"val/per_class": table, "val/class_acc_hist": wandb.Histogram(acc.tolist())},
-                                step=trainer.global_step)
+        if len(acc):
+            logged["val/class_acc_hist"] = wandb.Histogram(acc.tolist())
+        self.logger.log_metrics(logged, step=trainer.global_step)
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module) -> None:
         if not trainer.is_global_zero:

@@ -137,3 +137,5 @@ def test_real_errors_name_the_problem():
     real = RealLabels("imagenet-x", ["n01440764"])
     with pytest.raises(ValueError, match="airplane_0001.*ILSVRC2012_val_XXXXXXXX"):
         real.targets(["airplane_0001"])
+    with pytest.raises(ValueError, match="sample keys"):
+        real.targets(None)

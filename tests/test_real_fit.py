@@ -40,12 +40,14 @@ def imagenet_like_shards(cifar_tree, tmp_path_factory):
     return root
 
 
-def test_real_accuracy_per_class(imagenet_like_shards, tmp_path):
+def test_real_accuracy_per_class(imagenet_like_shards, tmp_path, capsys):
     root = imagenet_like_shards
     rc = main(["fit", f"data.root={root / 'shards'}", f"out_dir={tmp_path}", "name=real", "data.image_size=32",
                "data.batch_size=8", "data.num_workers=0", "model.arch=resnet20", "trainer.max_epochs=1",
                "trainer.progress_bar=false", "logger.wandb=false", "metrics.real_labels=imagenet-x"])
     assert rc == 0
+    printed = capsys.readouterr().out
+    assert "ReaL" in printed and "top-5" in printed  # the per-class table printed after the fit
     rows = {r["class_name"]: r for r in csv.DictReader(open(tmp_path / "real" / "per_class.csv"))}
 
     # Independent answer: the checkpoint's prediction on each JPEG file, looked up in the ReaL file directly.
