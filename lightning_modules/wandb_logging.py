@@ -51,14 +51,16 @@ def _server_reachable(base_url: str, timeout: float = 3.0) -> bool:
 
 
 def resolve_mode(mode: str) -> tuple[str, str]:
-    """(online|offline, why). ``auto``: WANDB_MODE if set, else online only with an API key and a reachable server."""
+    """(online|offline|disabled, why). ``auto``: WANDB_MODE if set, else online only with an API key and a reachable server."""
     if mode != "auto":
         return mode, f"logger.mode={mode}"
     env = os.environ.get("WANDB_MODE", "").strip().lower()
     if env in ("online", "offline"):
         return env, f"WANDB_MODE={env}"
-    if env in ("dryrun", "disabled"):
+    if env == "dryrun":
         return "offline", f"WANDB_MODE={env}"
+    if env == "disabled":
+        return "disabled", f"WANDB_MODE={env}"
     base_url = os.environ.get("WANDB_BASE_URL", DEFAULT_BASE_URL)
     if not _api_key_configured(urlparse(base_url).hostname or ""):
         return "offline", "no W&B API key (WANDB_API_KEY or ~/.netrc)"

@@ -112,6 +112,8 @@ def test_auto_mode_goes_offline_without_key_or_server(tmp_path, monkeypatch):
     assert mode == "offline" and "not reachable" in why and SECRET not in why
     monkeypatch.setenv("WANDB_MODE", "online")
     assert resolve_mode("auto")[0] == "online"
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    assert resolve_mode("auto")[0] == "disabled"
     assert resolve_mode("offline")[0] == "offline"
 
 
