@@ -16,9 +16,10 @@ from lightning_modules.augment import build_train_transform
 
 class ShardDataModule(pl.LightningDataModule):
     def __init__(self, cfg: DataConfig, seed: int = 0, train_transform: Optional[Callable] = None,
-                 aug: Optional[AugConfig] = None):
+                 aug: Optional[AugConfig] = None, eval_keys: bool = False):
         super().__init__()
         self.cfg, self.seed = cfg, seed
+        self.eval_keys = eval_keys  # evaluation batches also carry the sample keys (for ImageNet ReaL labels)
         self.root = Path(cfg.root)
         self.manifest, self.class_names = read_manifest(self.root)
         splits = self.manifest["splits"]
@@ -51,6 +52,7 @@ class ShardDataModule(pl.LightningDataModule):
             urls, info["samples"], self.train_transform if train else self.eval_transform,
             self.cfg.batch_size, train=train, shuffle_buffer=self.cfg.shuffle_buffer if train else 0,
             rank=rank, world_size=world, num_workers=self.cfg.num_workers, seed=self.seed, epoch=epoch,
+            keys=self.eval_keys and not train,
         )
         return DataLoader(stream, batch_size=None, num_workers=self.cfg.num_workers,
                           persistent_workers=False, pin_memory=False)

@@ -50,7 +50,8 @@ class ShardStream(IterableDataset):
 
     def __init__(self, urls: list[str], num_samples: int, transform: Callable, batch_size: int, train: bool,
                  shuffle_buffer: int = 0, rank: int = 0, world_size: int = 1, num_workers: int = 0,
-                 seed: int = 0, epoch: int = 0):
+                 seed: int = 0, epoch: int = 0, keys: bool = False):
+        self.keys = keys  # also yield each batch's sample keys (a list of str), third
         self.urls, self.num_samples, self.transform = list(urls), num_samples, transform
         self.batch_size, self.train, self.shuffle_buffer = batch_size, train, shuffle_buffer
         self.rank, self.world_size, self.num_workers = rank, world_size, max(1, num_workers)
@@ -79,16 +80,20 @@ class ShardStream(IterableDataset):
             stream = wds.shuffle(self.shuffle_buffer, initial=self.shuffle_buffer, rng=rng)(stream)
         return stream
 
+    def _batch(self, images, labels, keys):
+        return (torch.stack(images), torch.tensor(labels), keys) if self.keys else (torch.stack(images), torch.tensor(labels))
+
     def __iter__(self):
-        images, labels = [], []
+        images, labels, keys = [], [], []
         with_label = getattr(self.transform, "uses_label", False)  # class-conditional augmentation
         for sample in self._samples():
             image, label = decode_sample(sample)
             images.append(self.transform(image, label) if with_label else self.transform(image))
             labels.append(label)
+            keys.append(sample["__key__"])
             if len(images) == self.batch_size:
-                yield torch.stack(images), torch.tensor(labels)
-                images, labels = [], []
+                yield self._batch(images, labels, keys)
+                images, labels, keys = [], [], []
         if images:
-            yield torch.stack(images), torch.tensor(labels)
+            yield self._batch(images, labels, keys)
 

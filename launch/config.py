@@ -166,6 +166,26 @@ class TrainerConfig:
 
 
 @dataclass
+class MetricsConfig:
+    # Also write confusion_matrices/epoch_NNN.csv (rows: true class, columns: predicted) after each validation.
+    confusion_matrix: bool = False
+    # ImageNet ReaL multi-labels: "" (off), "imagenet-x" (the file shipped in the imagenet-x package)
+    # or the path of a JSON list with one list of class indices per ImageNet validation image.
+    real_labels: str = ""
+    worst_fraction: float = bounded(0.1, 0.0, 1.0, low_inclusive=False)  # "mean of the worst 10% of classes"
+
+
+@dataclass
+class LoggerConfig:
+    wandb: bool = True  # local files (per_class.csv, metrics.json) are written either way
+    project: str = "classreg"
+    entity: str = ""  # "" = your default W&B entity
+    group: str = ""  # the sweep name; "" = no group
+    # auto: online when an API key is configured and the W&B server answers, else offline (`wandb sync` later)
+    mode: str = choice("auto", ["auto", "online", "offline"])
+
+
+@dataclass
 class RunConfig:
     name: str = "run"
     out_dir: str = "runs"  # results go to out_dir/name
@@ -176,6 +196,8 @@ class RunConfig:
     wd: WeightDecayConfig = field(default_factory=WeightDecayConfig)
     aug: AugConfig = field(default_factory=AugConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
 
     @property
     def run_dir(self) -> Path:

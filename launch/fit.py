@@ -12,6 +12,7 @@ from datamodules.shard_datamodule import ShardDataModule
 from launch.config import RunConfig, save_resolved
 from lightning_modules.classifier import Classifier
 from lightning_modules.per_class_results import PerClassResultsWriter
+from lightning_modules.wandb_logging import wandb_loggers_and_callbacks
 from lightning_modules.weight_decay import ParamGroupReport
 
 # Outside SLURM, Lightning warns about every `srun` on PATH; inside it, SLURMEnvironment is used anyway.
@@ -20,7 +21,7 @@ warnings.filterwarnings("ignore", message=".*`srun` command is available.*")
 warnings.filterwarnings("ignore", message=".*Your `IterableDataset` has `__len__` defined.*")
 
 
-def build_trainer(cfg: RunConfig, callbacks: list) -> pl.Trainer:
+def build_trainer(cfg: RunConfig, callbacks: list, loggers: list = ()) -> pl.Trainer:
     t = cfg.trainer
     run_dir = cfg.run_dir
     checkpoint = ModelCheckpoint(
@@ -45,7 +46,7 @@ def build_trainer(cfg: RunConfig, callbacks: list) -> pl.Trainer:
         reload_dataloaders_every_n_epochs=1,
         enable_progress_bar=t.progress_bar,
         enable_model_summary=False,
-        logger=CSVLogger(run_dir, name="logs", version=""),
+        logger=[CSVLogger(run_dir, name="logs", version=""), *loggers],
         callbacks=[checkpoint, LearningRateMonitor("step"), *callbacks],
     )
 
@@ -53,12 +54,14 @@ def build_trainer(cfg: RunConfig, callbacks: list) -> pl.Trainer:
 def fit(cfg: RunConfig) -> dict:
     """Train ``cfg`` and return the final metrics summary (also in run_dir/metrics.json)."""
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    data = ShardDataModule(cfg.data, seed=cfg.seed, aug=cfg.aug)
+    data = ShardDataModule(cfg.data, seed=cfg.seed, aug=cfg.aug, eval_keys=bool(cfg.metrics.real_labels))
     run_dir = cfg.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
     save_resolved(cfg, run_dir / "config.yaml")
     model = Classifier.from_config(cfg, data.class_names)
-    trainer = build_trainer(cfg, [PerClassResultsWriter(run_dir, data.class_names), ParamGroupReport(run_dir, cfg.wd)])
+    loggers, callbacks = wandb_loggers_and_callbacks(cfg)
+    trainer = build_trainer(cfg, [PerClassResultsWriter(run_dir, data.class_names, cfg.metrics.worst_fraction),
+                                  ParamGroupReport(run_dir, cfg.wd), *callbacks], loggers)
     trainer.fit(model, datamodule=data)
     metrics_path = run_dir / "metrics.json"
     return json.loads(metrics_path.read_text()) if metrics_path.exists() else {}

@@ -8,11 +8,12 @@ import pytorch_lightning as pl
 import torch
 from omegaconf import OmegaConf
 from torch import nn
-from torchmetrics.classification import MulticlassConfusionMatrix
 
 from launch.config import RunConfig
 from lightning_modules import weight_decay
 from lightning_modules.models import build_model
+from lightning_modules.per_class_metrics import PerClassCounts, PerClassResult
+from lightning_modules.real_labels import RealLabels
 
 
 def warmup_cosine(step: int, total_steps: int, warmup_steps: int, start_factor: float, schedule: str) -> float:
@@ -35,8 +36,11 @@ class Classifier(pl.LightningModule):
         num_classes = len(class_names)
         self.model = build_model(self.cfg.model.arch, num_classes, self.cfg.model.stem, self.cfg.data.image_size)
         self.criterion = nn.CrossEntropyLoss(label_smoothing=self.cfg.optim.label_smoothing)
-        self.val_confusion = MulticlassConfusionMatrix(num_classes)
+        m = self.cfg.metrics
+        self.real_labels = RealLabels(m.real_labels, self.class_names) if m.real_labels else None
+        self.val_counts = PerClassCounts(num_classes, m.confusion_matrix, real_labels=self.real_labels is not None)
         self.last_per_class: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.last_results: PerClassResult | None = None
 
     @classmethod
     def from_config(cls, cfg: RunConfig, class_names: list[str]) -> "Classifier":
@@ -55,22 +59,26 @@ class Classifier(pl.LightningModule):
         return loss
 
     def validation_step(self, batch, batch_idx):
-        images, labels = batch
+        images, labels, *rest = batch  # evaluation batches may carry the sample keys third
         logits = self(images)
         self.log("val/loss", self.criterion(logits, labels), sync_dist=True, batch_size=len(labels))
-        self.val_confusion.update(logits.argmax(1), labels)
+        real = self.real_labels.targets(rest[0] if rest else None, labels.device) if self.real_labels else (None, None)
+        self.val_counts.update(logits, labels, *real)
 
     def on_validation_epoch_end(self):
-        matrix = self.val_confusion.compute()  # summed over ranks: exact counts
-        self.val_confusion.reset()
-        correct, total = matrix.diag(), matrix.sum(1)
-        seen = total > 0
-        per_class_acc = correct[seen].float() / total[seen].float()
-        self.last_per_class = (correct.cpu(), total.cpu())
-        self.log("val/acc", correct.sum().float() / total.sum().clamp(min=1), prog_bar=True)
-        if seen.any():
-            self.log("val/mean_class_acc", per_class_acc.mean())
-            self.log("val/worst_class_acc", per_class_acc.min())
+        # One all-reduce of all counts: exact per-class totals over every rank.
+        result = self.val_counts.reduce(lambda t: self.trainer.strategy.reduce(t, reduce_op="sum"), self.class_names)
+        self.last_results = result
+        self.last_per_class = (torch.from_numpy(result.correct), torch.from_numpy(result.total))
+        summary = result.summary(self.cfg.metrics.worst_fraction)
+        self.log("val/acc", summary["accuracy"], prog_bar=True)
+        self.log("val/top5_acc", summary["top5_accuracy"])
+        for key, name in (("mean_class_accuracy", "mean_class_acc"), ("worst_class_accuracy", "worst_class_acc"),
+                          ("worst_fraction_mean_accuracy", "worst_fraction_mean_class_acc"),
+                          ("class_accuracy_std", "class_acc_std"), ("real_accuracy", "real_acc"),
+                          ("real_mean_class_accuracy", "real_mean_class_acc")):
+            if summary.get(key) is not None:
+                self.log(f"val/{name}", summary[key])
 
     def configure_optimizers(self):
         o = self.cfg.optim

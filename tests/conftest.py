@@ -33,6 +33,16 @@ def extract_cifar_subset(dest: Path, per_class: dict[str, int]) -> Path:
     return dest
 
 
+@pytest.fixture(scope="session", autouse=True)
+def wandb_offline_in_tmp(tmp_path_factory):
+    """Runs log to W&B by default: keep the tests offline and W&B's own folders out of the home directory."""
+    base = tmp_path_factory.mktemp("wandb-home")
+    os.environ["WANDB_MODE"] = "offline"
+    for var in ("WANDB_DATA_DIR", "WANDB_CACHE_DIR", "WANDB_CONFIG_DIR", "WANDB_ARTIFACT_DIR"):
+        os.environ[var] = str(base / var.lower())
+    os.environ.setdefault("WANDB_SILENT", "true")
+
+
 @pytest.fixture(scope="session")
 def cifar_tree(tmp_path_factory) -> Path:
     """10 classes, 24 train and 7 test JPEGs each (7 * 10 = 70 test images: not a multiple of 2 or 4)."""
