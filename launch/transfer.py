@@ -16,8 +16,8 @@ from pathlib import Path
 from omegaconf import OmegaConf
 from rich.console import Console
 
-from launch.config import (DataConfig, OptimConfig, RunConfig, TrainerConfig, atomic_write_text, choice, load_config,
-                           to_yaml)
+from launch.config import (AugConfig, DataConfig, MetricsConfig, OptimConfig, RunConfig, TrainerConfig,
+                           WeightDecayConfig, atomic_write_text, choice, load_config, to_yaml)
 from launch.report.errors import ReportError
 from launch.report.runs import find_runs
 
@@ -35,7 +35,11 @@ class TransferConfig:
     seed: int = 0
     checkpoint: str = choice("last", ["last", "best"])  # which upstream checkpoint to freeze
     data: DataConfig = field(default_factory=DataConfig)  # the downstream shards
-    optim: OptimConfig = field(default_factory=lambda: OptimConfig(weight_decay=0.0))  # the probe's SGD
+    optim: OptimConfig = field(default_factory=OptimConfig)  # the probe's SGD
+    wd: WeightDecayConfig = field(default_factory=lambda: WeightDecayConfig(value=0.0))
+    # The probe's own augmentation: the upstream one may name upstream classes (class_overrides).
+    aug: AugConfig = field(default_factory=lambda: AugConfig(policy=["flip"]))
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
     trainer: TrainerConfig = field(default_factory=lambda: TrainerConfig(max_epochs=10))
 
 
@@ -56,7 +60,8 @@ def probe_config(upstream: RunConfig, transfer: TransferConfig, run_dir: Path) -
     stem = "small" if use_small_stem(upstream.model.stem, upstream.data.image_size) else "imagenet"
     return dataclasses.replace(
         upstream, name=run_dir.name, out_dir=str(run_dir.parent), seed=transfer.seed, data=transfer.data,
-        optim=transfer.optim, trainer=transfer.trainer, model=dataclasses.replace(upstream.model, stem=stem),
+        optim=transfer.optim, wd=transfer.wd, aug=transfer.aug, metrics=transfer.metrics, trainer=transfer.trainer,
+        model=dataclasses.replace(upstream.model, stem=stem),
     )
 
 

@@ -24,7 +24,7 @@ def planted_sweep(tmp_path_factory):
     base = rng.uniform(0.55, 0.9, 100)
     strong = np.full(100, 0.03)
     strong[HURT] = -0.20
-    settings = {f"ls{v}": [f"optim.label_smoothing={v}", "optim.weight_decay=0.0001"] for v in ("0.0", "0.1", "0.2")}
+    settings = {f"ls{v}": [f"optim.label_smoothing={v}", "wd.value=0.0001"] for v in ("0.0", "0.1", "0.2")}
     truth = {"ls0.0": np.zeros(100), "ls0.1": np.full(100, 0.01), "ls0.2": strong}
     names = write_sweep(root, settings, truth, base, seeds=5, rng=rng)
     return root, names
@@ -35,7 +35,7 @@ def test_report_cli_finds_the_planted_drops_and_writes_every_output(planted_swee
     out = tmp_path / "report"
     assert main(["report", str(root), "--out", str(out), "--no-progress"]) == 0
     printed = capsys.readouterr().out
-    assert "best-mean setting label_smoothing=0.2 raises mean accuracy by" in printed
+    assert "best-mean setting optim.label_smoothing=0.2 raises mean accuracy by" in printed
     assert f"report: {out / 'report.html'}" in printed
 
     settings = pd.read_csv(out / "settings.csv")
@@ -46,7 +46,7 @@ def test_report_cli_finds_the_planted_drops_and_writes_every_output(planted_swee
     assert "seed" not in settings.columns and "name" not in settings.columns
 
     comp = pd.read_csv(out / "comparisons.csv")
-    vs_ref = comp[(comp.baseline == "reference") & (comp.setting == "label_smoothing=0.2")]
+    vs_ref = comp[(comp.baseline == "reference") & (comp.setting == "optim.label_smoothing=0.2")]
     assert len(vs_ref) == 100 and (vs_ref.test == "quasi-binomial").all()
     lowered = vs_ref[vs_ref.significant & (vs_ref.change < 0)]
     assert set(lowered.class_index) == set(HURT)
@@ -57,7 +57,7 @@ def test_report_cli_finds_the_planted_drops_and_writes_every_output(planted_swee
 
     cs = pd.read_csv(out / "class_settings.csv")
     assert len(cs) == 300 and set(cs.class_name) == set(names)
-    row = cs[(cs.class_index == 7) & (cs.setting == "label_smoothing=0.2")].iloc[0]
+    row = cs[(cs.class_index == 7) & (cs.setting == "optim.label_smoothing=0.2")].iloc[0]
     per_seed = [pd.read_csv(root / "ls0.2" / f"seed{s}" / "run" / "per_class.csv").query("epoch == 1").iloc[7]
                 for s in range(5)]
     assert row.correct == sum(r.correct for r in per_seed) and row.total == 250
@@ -74,12 +74,12 @@ def test_report_cli_finds_the_planted_drops_and_writes_every_output(planted_swee
 
 def test_reference_and_strength_options(planted_sweep, tmp_path):
     root, _ = planted_sweep
-    report = build_report(root, tmp_path / "r", ReportOptions(reference="label_smoothing=0.1", curves=2), progress=False)
-    assert report.reference == "label_smoothing=0.1" and report.best == "label_smoothing=0.2"
-    assert "over label_smoothing=0.1" in report.headline
+    report = build_report(root, tmp_path / "r", ReportOptions(reference="optim.label_smoothing=0.1", curves=2), progress=False)
+    assert report.reference == "optim.label_smoothing=0.1" and report.best == "optim.label_smoothing=0.2"
+    assert "over optim.label_smoothing=0.1" in report.headline
     with pytest.raises(ReportError, match="'dropout' is not one of the keys that vary: optim.label_smoothing"):
         build_report(root, tmp_path / "r", ReportOptions(reference="dropout=0.1"), progress=False)
-    with pytest.raises(ReportError, match="matches no setting. The settings are: label_smoothing=0"):
+    with pytest.raises(ReportError, match="matches no setting. The settings are: optim.label_smoothing=0"):
         build_report(root, tmp_path / "r", ReportOptions(reference="optim.label_smoothing=0.5"), progress=False)
     with pytest.raises(ReportError, match="--strength 'lr'"):
         build_report(root, tmp_path / "r", ReportOptions(strength="lr"), progress=False)
@@ -112,15 +112,15 @@ def test_unfinished_runs_are_left_out_with_a_note(planted_sweep, tmp_path, capsy
 
 def test_one_seed_per_setting_uses_fisher_exact_and_reads_only_the_last_epoch(tmp_path):
     names = [f"c{i}" for i in range(4)]
-    write_run(tmp_path / "wd0", ["optim.weight_decay=0"], [45, 45, 45, 45], [50] * 4, names, epochs=3)
-    write_run(tmp_path / "wd1", ["optim.weight_decay=0.001"], [47, 47, 47, 10], [50] * 4, names, epochs=3)
+    write_run(tmp_path / "wd0", ["wd.value=0"], [45, 45, 45, 45], [50] * 4, names, epochs=3)
+    write_run(tmp_path / "wd1", ["wd.value=0.001"], [47, 47, 47, 10], [50] * 4, names, epochs=3)
     report = build_report([tmp_path / "wd1", tmp_path / "wd0"], tmp_path / "out", progress=False)
-    assert report.reference == "weight_decay=0"
+    assert report.reference == "wd.value=0"
     comp = pd.read_csv(tmp_path / "out" / "comparisons.csv")
     assert set(comp.test) == {"fisher-exact"}
     assert comp.significant.tolist() == [False, False, False, True]
     assert "(worst: c3, from 90% to 20%)" not in report.headline  # the best mean is the reference here
-    assert report.best == "weight_decay=0"
+    assert report.best == "wd.value=0"
     summary = json.loads((tmp_path / "out" / "report.json").read_text(), parse_constant=pytest.fail)  # no NaN
     assert summary["settings"][0]["sd_over_seeds"] is None  # one seed: no spread
     assert [r["worst_class"] for r in summary["settings"]] == ["c0", "c3"]
@@ -199,14 +199,14 @@ def test_keys_of_any_config_section_work_and_the_weakest_setting_is_the_referenc
                     + "".join(f"0,{i},{n},{good - 20 * (i == 2) * (scale < 1)},50,0,x\n" for i, n in enumerate(names)))
     report = build_report(tmp_path, tmp_path / "rep", progress=False)
     # a larger minimum crop scale is a weaker augmentation; no weight decay is the weakest
-    assert report.reference == "min_scale=1, value=0"
+    assert report.reference == "rrc.min_scale=1, wd.value=0"
     settings = pd.read_csv(tmp_path / "rep" / "settings.csv")
     assert set(settings.columns) >= {"aug.rrc.min_scale", "wd.value"} and "aug.rrc.policy" not in settings.columns
     assert len(settings) == 6 and (settings.seeds == 2).all()
-    assert report.best.startswith("min_scale=0.08")
+    assert report.best.startswith("rrc.min_scale=0.08")
     assert "significantly lowers 1 class (worst: c, from" in report.headline
-    with pytest.raises(ReportError, match="'value' is not one of"):
-        build_report(tmp_path, tmp_path / "rep", ReportOptions(ignore=["wd.*"], reference="value=0"), progress=False)
+    with pytest.raises(ReportError, match="'wd.value' is not one of the keys that vary"):
+        build_report(tmp_path, tmp_path / "rep", ReportOptions(ignore=["wd.*"], reference="wd.value=0"), progress=False)
     console = Console(file=io.StringIO(), width=300)
     build_report(tmp_path, tmp_path / "rep", ReportOptions(ignore=["wd.*"]), console=console, progress=False)
-    assert "min_scale=1 has several runs with seed 0, 1" in console.file.getvalue()
+    assert "rrc.min_scale=1 has several runs with seed 0, 1" in console.file.getvalue()

@@ -21,7 +21,7 @@ def real_sweep(cifar_shards, tmp_path_factory):
     root = tmp_path_factory.mktemp("real_sweep")
     for wd in WEIGHT_DECAYS:
         for seed in SEEDS:
-            assert main(["fit", f"data.root={cifar_shards}", *TINY, f"optim.weight_decay={wd}", f"seed={seed}",
+            assert main(["fit", f"data.root={cifar_shards}", *TINY, f"wd.value={wd}", f"seed={seed}",
                          f"out_dir={root / f'wd{wd}' / f'seed{seed}'}", "name=run"]) == 0
     return root
 
@@ -45,9 +45,9 @@ def test_report_of_a_real_sweep_has_every_class_and_setting(real_sweep, tmp_path
     capsys.readouterr()
     assert main(["report", str(real_sweep), "--out", str(tmp_path / "rep"), "--no-progress"]) == 0
     out = capsys.readouterr().out
-    assert "over weight_decay=0 " in out or "reference setting weight_decay=0 already" in out
+    assert "over wd.value=0 " in out or "reference setting wd.value=0 already" in out
     settings = pd.read_csv(tmp_path / "rep" / "settings.csv")
-    assert settings["setting"].tolist() == ["weight_decay=0", "weight_decay=0.05"]
+    assert settings["setting"].tolist() == ["wd.value=0", "wd.value=0.05"]
     assert settings["seeds"].tolist() == [2, 2]
     cs = pd.read_csv(tmp_path / "rep" / "class_settings.csv")
     classes = json.loads((next(real_sweep.rglob("config.yaml")).parent / "metrics.json").read_text())
@@ -55,7 +55,7 @@ def test_report_of_a_real_sweep_has_every_class_and_setting(real_sweep, tmp_path
     assert len(cs) == 20 and cs.groupby("setting").class_name.nunique().tolist() == [10, 10]
     assert (cs.total == 14).all()  # 7 test images a class, 2 seeds
     html = (tmp_path / "rep" / "report.html").read_text()
-    for name in ("airplane", "truck", "weight_decay=0.05"):
+    for name in ("airplane", "truck", "wd.value=0.05"):
         assert name in html
 
 
@@ -90,7 +90,7 @@ def test_transfer_trains_linear_probes_on_frozen_checkpoints_and_feeds_the_repor
             assert after["model.fc.weight"].shape == (4, 64)
 
     settings = pd.read_csv(out / "report" / "settings.csv")
-    assert settings["setting"].tolist() == ["weight_decay=0", "weight_decay=0.05"]
+    assert settings["setting"].tolist() == ["wd.value=0", "wd.value=0.05"]
     assert settings["seeds"].tolist() == [2, 2]
     assert set(pd.read_csv(out / "report" / "class_settings.csv").class_name) == set(DOWNSTREAM_CLASSES)
 

@@ -118,8 +118,9 @@ def varying_keys(runs: list[Run], ignore: tuple[str, ...] = ()) -> list[str]:
 def setting_label(keys: list[str], values: tuple) -> str:
     if not keys:
         return "all runs"
-    leaves = [k.rsplit(".", 1)[-1] for k in keys]
-    names = leaves if len(set(leaves)) == len(leaves) else keys
+    # The last two parts of each key ("wd.value", "rrc.min_scale"): short, and a leaf alone can be vague.
+    short = [".".join(k.split(".")[-2:]) for k in keys]
+    names = short if len(set(short)) == len(short) else keys
     return ", ".join(f"{n}={_fmt(v)}" for n, v in zip(names, values))
 
 
@@ -154,9 +155,9 @@ def parse_selector(text: str, keys: list[str], settings: list[tuple], option: st
     wanted = {}
     for part in filter(None, (p.strip() for p in text.split(","))):
         if "=" not in part:
-            raise ReportError(f"{option} '{text}': write key=value pairs, e.g. {option} optim.weight_decay=0")
+            raise ReportError(f"{option} '{text}': write key=value pairs, e.g. {option} wd.value=0")
         k, v = (s.strip() for s in part.split("=", 1))
-        full = [key for key in keys if key == k or key.rsplit(".", 1)[-1] == k]
+        full = [key for key in keys if key == k or key.endswith("." + k)]
         if len(full) != 1:
             raise ReportError(f"{option} '{text}': '{k}' is not one of the keys that vary: {', '.join(keys)}")
         wanted[keys.index(full[0])] = _coerce(v)
