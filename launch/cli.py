@@ -74,16 +74,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fashion-mnist-dir", default=None, help="folder with the Fashion-MNIST IDX files")
     p.add_argument("overrides", nargs="*", metavar="key.path=value")
     p.set_defaults(func=_cmd_demo)
+
+    from launch.sweep_cli import add_sweep_parser
+
+    add_sweep_parser(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from datamodules.shard_writer import ShardError
+    from launch.sweep_cli import sweep_errors
 
     try:
         return args.func(args)
-    except (ConfigError, ShardError) as e:
+    except (ConfigError, ShardError, *sweep_errors()) as e:
         print(f"classreg {args.command}: error: {e}", file=sys.stderr)
         return 2
 

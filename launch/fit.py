@@ -10,8 +10,10 @@ from pytorch_lightning.loggers import CSVLogger
 
 from datamodules.shard_datamodule import ShardDataModule
 from launch.config import RunConfig, save_resolved
+from launch.resume import find_resume_checkpoint
 from lightning_modules.classifier import Classifier
 from lightning_modules.per_class_results import PerClassResultsWriter
+from lightning_modules.resume_recorder import ResumeRecorder
 
 # Outside SLURM, Lightning warns about every `srun` on PATH; inside it, SLURMEnvironment is used anyway.
 warnings.filterwarnings("ignore", message=".*`srun` command is available.*")
@@ -57,7 +59,11 @@ def fit(cfg: RunConfig) -> dict:
     run_dir.mkdir(parents=True, exist_ok=True)
     save_resolved(cfg, run_dir / "config.yaml")
     model = Classifier.from_config(cfg, data.class_names)
-    trainer = build_trainer(cfg, [PerClassResultsWriter(run_dir, data.class_names)])
-    trainer.fit(model, datamodule=data)
+    ckpt_path = find_resume_checkpoint(run_dir)  # hpc checkpoint after a requeue, else last.ckpt, else None
+    if ckpt_path is not None:
+        print(f"resuming {run_dir} from {ckpt_path}", flush=True)
+    callbacks = [PerClassResultsWriter(run_dir, data.class_names), ResumeRecorder(run_dir, ckpt_path)]
+    trainer = build_trainer(cfg, callbacks)
+    trainer.fit(model, datamodule=data, ckpt_path=ckpt_path)
     metrics_path = run_dir / "metrics.json"
     return json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
