@@ -65,11 +65,11 @@ def _cmd_status(a) -> int:
         queued = sweep.queued_jobs()
     except SlurmError:
         queued = {}
-    rows = status_rows(sweep, queued, log_lines=a.log_lines)
+    rows = status_rows(sweep, queued, log_lines=a.log_lines if a.json else 0)
     if a.json:
         print(status_json(sweep, rows))
     else:
-        print_status(sweep, rows, a.limit)
+        print_status(sweep, rows, a.limit, log_lines=a.log_lines)
     return 0
 
 

@@ -13,7 +13,8 @@ from launch.sweep_spec import Point, SweepSpec
 from launch.sweep_status import STATES, owner_text, tail
 
 ORDER = {"failed": 0, "running": 1, "queued": 2, "pending": 3, "cancelled": 4, "done": 5}
-STYLE = {"done": "green", "failed": "bold red", "running": "cyan", "queued": "yellow", "cancelled": "magenta"}
+STYLE = {"pending": "white", "queued": "yellow", "running": "cyan", "done": "green", "failed": "bold red",
+         "cancelled": "magenta"}
 
 
 def short_params(params: dict) -> str:
@@ -32,7 +33,8 @@ def _progress(point: Path, status: dict) -> tuple[Optional[int], Optional[float]
     return result["epoch"] + 1, result.get("accuracy")
 
 
-def status_rows(sweep: Sweep, queued: Optional[dict[str, str]] = None, log_lines: int = 5) -> list[dict]:
+def status_rows(sweep: Sweep, queued: Optional[dict[str, str]] = None, log_lines: int = 0) -> list[dict]:
+    """One row per point; ``log_lines`` > 0 adds the end of each failed point's log (``log_tail``)."""
     rows = []
     for point, s in sweep.statuses():
         epochs, acc = _progress(point, s) if s["state"] != "pending" else (None, None)
@@ -43,7 +45,7 @@ def status_rows(sweep: Sweep, queued: Optional[dict[str, str]] = None, log_lines
                "owner": owner_text(s.get("owner")) if s["state"] == "running" else "",
                "restarts": s.get("restart_count") or 0, "log": s.get("log"), "reason": s.get("reason"),
                "history": s["history"]}
-        if s["state"] == "failed":
+        if s["state"] == "failed" and log_lines:
             row["log_tail"] = tail(s.get("log"), log_lines) or s.get("log_tail") or []
         rows.append(row)
     return rows
@@ -56,29 +58,36 @@ def counts(rows: list[dict]) -> dict[str, int]:
     return c
 
 
-def print_status(sweep: Sweep, rows: list[dict], limit: int, console: Optional[Console] = None) -> None:
+def print_status(sweep: Sweep, rows: list[dict], limit: int, console: Optional[Console] = None,
+                 log_lines: int = 5, max_failures: int = 10) -> None:
     console = console or Console()
     c = counts(rows)
     console.print(f"[bold]sweep {sweep.name}[/] ({sweep.dir}): {len(rows)} points: "
-                  + ", ".join(f"[{STYLE.get(k, '')}]{v} {k}[/]" for k, v in c.items() if v))
+                  + ", ".join(f"[{STYLE[k]}]{v} {k}[/]" for k, v in c.items() if v))
     shown = sorted(rows, key=lambda r: (ORDER[r["state"]], r["index"]))
     table = Table(show_lines=False)
     for col in ("#", "point", "params", "state", "epoch", "acc", "job", "restarts"):
         table.add_column(col, justify="right" if col in ("#", "epoch", "acc", "restarts") else "left")
     for r in shown[:limit]:
         slurm = f" ({r['slurm_state'].lower()})" if r["slurm_state"] else ""
+        if r["state"] in ("queued", "running") and r["job_id"] and not r["slurm_state"]:
+            slurm = " (not in queue: `sweep resume` re-submits it)"
         table.add_row(str(r["index"]), r["id"], short_params(r["params"]),
-                      f"[{STYLE.get(r['state'], '')}]{r['state']}[/]",
+                      f"[{STYLE[r['state']]}]{r['state']}[/]",
                       f"{r['epoch'] or 0}/{r['max_epochs']}" if r["state"] != "pending" else "",
                       f"{r['accuracy']:.3f}" if r["accuracy"] is not None else "",
                       (r["job_id"] or r["owner"] or "") + slurm, str(r["restarts"] or ""))
     console.print(table)
     if len(shown) > limit:
         console.print(f"... {len(shown) - limit} more points (--limit N to show more, --json for all)")
-    for r in [r for r in shown if r["state"] == "failed"][:limit]:
+    failed = [r for r in shown if r["state"] == "failed"]
+    for r in failed[:max_failures]:
         console.print(f"[bold red]failed[/] {r['id']} ({short_params(r['params'])}): {r['reason']}; log {r['log']}")
-        for line in r.get("log_tail", []):
-            console.print(f"    {line}", markup=False, highlight=False)
+        lines = r.get("log_tail") or tail(r["log"], log_lines)
+        if lines:
+            console.print("\n".join(f"    {line}" for line in lines), markup=False, highlight=False)
+    if len(failed) > max_failures:
+        console.print(f"... {len(failed) - max_failures} more failed points (--json lists them all)")
 
 
 def status_json(sweep: Sweep, rows: list[dict]) -> str:
@@ -88,8 +97,10 @@ def status_json(sweep: Sweep, rows: list[dict]) -> str:
 def plan_summary(spec: SweepSpec, points: list[Point], epoch_minutes: Optional[float], source: str) -> dict:
     r = spec.resources
     epochs = sum(p.config.trainer.max_epochs for p in points)
-    out = {"name": spec.name, "points": len(points), "axes": {k: len(v) for k, v in
-                                                               {**spec.axes.product, **spec.axes.zip}.items()},
+    axes = {k: len(v) for k, v in spec.axes.product.items()}
+    if spec.axes.zip:  # zipped axes vary together: one factor
+        axes["(" + ", ".join(spec.axes.zip) + ")"] = len(next(iter(spec.axes.zip.values())))
+    out = {"name": spec.name, "points": len(points), "axes": axes,
            "seeds": len(spec.seeds), "epochs_total": epochs, "nodes_per_point": r.nodes,
            "gpus_per_point": r.nodes * r.gpus_per_node, "epoch_minutes": epoch_minutes, "estimate_source": source}
     if epoch_minutes:

@@ -37,7 +37,7 @@ def write_status(point_dir: str | os.PathLike, status: dict, durable: bool = Tru
     path = Path(point_dir) / STATUS
     if durable:
         atomic_write_text(path, json.dumps(status, indent=1))
-    else:  # many new points at once (materialising a sweep): atomic rename, one sync at the end by the caller
+    else:  # many new points at once (materialising a sweep): still an atomic rename, but no fsync per file
         tmp = path.with_name(f".{STATUS}.tmp{os.getpid()}")
         tmp.write_text(json.dumps(status, indent=1))
         os.replace(tmp, path)

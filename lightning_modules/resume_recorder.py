@@ -27,7 +27,7 @@ class ResumeRecorder(pl.Callback):
 
     def on_train_start(self, trainer: pl.Trainer, pl_module) -> None:
         self._append(trainer, {
-            "event": "start", "ckpt": self.ckpt_path, "epoch": trainer.current_epoch,
+            "event": "start", "pid": os.getpid(), "ckpt": self.ckpt_path, "epoch": trainer.current_epoch,
             "global_step": trainer.global_step, "slurm_job_id": _slurm_job_id(),
             "slurm_restart_count": int(os.environ.get("SLURM_RESTART_COUNT", 0)),
         })

@@ -89,8 +89,10 @@ def test_materialise_is_idempotent_and_extends(tmp_path, capsys):
     sweep_dir = tmp_path / "sweep"
     sweep, new, total = materialise(path, sweep_dir)
     assert (new, total) == (2, 2)
+    points = {p.id: p for p in resolve_points(load_spec(path), path, out_dir=sweep_dir.resolve() / "points")}
     for pdir in sweep.point_dirs():
         cfg = load_config(pdir / "config.yaml")
+        assert cfg == points[pdir.name].config  # the fast YAML writer round-trips
         assert cfg.run_dir == pdir and cfg.optim.lr in (0.1, 0.05) and cfg.trainer.max_epochs == 4
         assert read_status(pdir)["state"] == "pending"
     transition(sweep.point_dirs()[0], "done")

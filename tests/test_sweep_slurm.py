@@ -1,5 +1,7 @@
 """Sweeps on a real local SLURM cluster (slurm/start_local_cluster.sh): job arrays, preemption, crash, resume."""
 import json
+import os
+import signal
 import subprocess
 import sys
 
@@ -8,6 +10,7 @@ from sweep_helpers import assert_never_ran_twice, statuses, wait_for, write_spec
 
 from launch.cli import main
 from launch.resume import read_record
+from launch.sweep import Sweep
 
 pytestmark = pytest.mark.slow
 
@@ -99,7 +102,7 @@ def test_killed_point_is_failed_and_resume_resubmits_only_it(slurm_cluster, cifa
     wait_for(lambda: (run / "checkpoints" / "last.ckpt").exists(), 300, "epoch 0 of the long point", sweep_dir,
              poll=0.2)
     job = statuses(sweep_dir)[long]["job_id"]
-    subprocess.run(["scancel", "--signal=KILL", job], check=True)  # SIGKILL to the training step only
+    os.kill(read_record(run)[0]["pid"], signal.SIGKILL)  # the training process dies (as by the OOM killer)
 
     wait_for(lambda: statuses(sweep_dir)[long]["state"] == "failed", 120, "the killed point to be failed", sweep_dir)
     wait_for(lambda: statuses(sweep_dir)[short]["state"] == "done", 300, "the short point", sweep_dir)
@@ -125,3 +128,27 @@ def test_killed_point_is_failed_and_resume_resubmits_only_it(slurm_cluster, cifa
     assert [h["state"] for h in statuses(sweep_dir)[long]["history"]] == [
         "pending", "queued", "running", "failed", "queued", "running", "done"]
     assert "nothing to submit" in _cli("resume", str(sweep_dir)).stdout
+
+
+def test_cancel_and_jobs_that_leave_the_queue(slurm_cluster, cifar_shards, tmp_path, capsys):
+    spec = write_spec(tmp_path / "c.yaml", cifar_shards, "cancel", {"product": {"optim.lr": [0.1, 0.05]}},
+                      epochs=50)
+    sweep_dir = tmp_path / "sweep"
+    assert main(["sweep", "submit", str(spec), "--dir", str(sweep_dir)]) == 0
+    assert main(["sweep", "cancel", str(sweep_dir)]) == 0
+    assert "cancelled 2 points" in capsys.readouterr().out
+    assert {s["state"] for s in statuses(sweep_dir).values()} == {"cancelled"}
+    wait_for(lambda: not Sweep.open(sweep_dir).queued_jobs(), 60, "the jobs to leave the queue", sweep_dir)
+
+    assert main(["sweep", "resume", str(sweep_dir)]) == 0  # cancelled points are not done: submitted again
+    assert "with 2 points" in capsys.readouterr().out
+    array = _job_array_lines(sweep_dir)[-1].split()[1]
+    subprocess.run(["scancel", array], check=True)  # behind the sweep's back
+    wait_for(lambda: not Sweep.open(sweep_dir).queued_jobs(), 60, "the jobs to leave the queue", sweep_dir)
+    assert main(["sweep", "status", str(sweep_dir)]) == 0
+    assert "not in queue" in capsys.readouterr().out
+    assert main(["sweep", "resume", str(sweep_dir)]) == 0
+    for s in statuses(sweep_dir).values():
+        states = [h["state"] for h in s["history"]]
+        assert states[-2:] == ["failed", "queued"] and "left the queue" in s["history"][-2]["reason"]
+    assert main(["sweep", "cancel", str(sweep_dir)]) == 0

@@ -1,0 +1,89 @@
+"""Benchmark (not a test): `sweep submit` of a 1,000-point grid and `sweep status` of 10,000 point folders.
+
+    python bench/sweep_scale.py [--workdir DIR]
+
+Submission is timed as `classreg sweep submit --dry-run` does it: validate every point, write its folder
+(config.yaml, status.json) and render the job-array script; sbatch itself is one call per array whatever
+the number of points. Targets: submit < 2 s, status < 1 s.
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from rich.console import Console  # noqa: E402
+
+from launch.sweep import Sweep, materialise, submit  # noqa: E402
+from launch.sweep_report import print_status, status_json, status_rows  # noqa: E402
+from launch.sweep_status import read_status, transition  # noqa: E402
+
+
+def write_spec(path: Path, name: str, seeds: int) -> Path:
+    spec = {"name": name, "base": "configs/cifar10_resnet18.yaml", "overrides": ["data.root=/data/cifar10"],
+            "axes": {"product": {"optim.lr": [round(0.01 * (i + 1), 2) for i in range(10)],
+                                 "optim.label_smoothing": [round(0.05 * i, 2) for i in range(10)]}},
+            "seeds": list(range(seeds)), "resources": {"gpus_per_node": 1, "throttle": 100}}
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def timed(fn):
+    t = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - t, out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--workdir", default=None, help="where the sweep folders go (default: a temp folder)")
+    a = ap.parse_args()
+    work = Path(a.workdir or tempfile.mkdtemp(prefix="sweep-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+
+    spec = write_spec(work / "grid1000.yaml", "grid1000", seeds=10)
+    t_mat, (sweep, new, total) = timed(lambda: materialise(spec, work / "grid1000"))
+    t_sub, (_, ids) = timed(lambda: submit(sweep, dry_run=True))
+    print(f"submit --dry-run of {total} points: {t_mat + t_sub:.2f} s "
+          f"(validate + write folders {t_mat:.2f} s, render job array of {len(ids)} tasks {t_sub:.2f} s)")
+    t_again, (_, new_again, _) = timed(lambda: materialise(spec, work / "grid1000"))
+    print(f"submit again (nothing new, {new_again} new points): {t_again:.2f} s")
+
+    spec = write_spec(work / "grid10000.yaml", "grid10000", seeds=100)
+    t_big, (sweep, _, total) = timed(lambda: materialise(spec, work / "grid10000"))
+    rng = random.Random(0)
+    points = sweep.point_dirs()
+    for p in rng.sample(points, 3000):  # a sweep in flight: done, running, failed points
+        st = rng.choice(["done", "done", "running", "failed"])
+        if st == "done":
+            transition(p, "running", owner={"kind": "slurm", "job_id": "1_1"})
+            transition(p, "done", result={"epoch": 89, "accuracy": rng.random()})
+        elif st == "running":
+            transition(p, "running", owner={"kind": "slurm", "job_id": "1_2"})
+            (p / "metrics.json").write_text(json.dumps({"last": {"epoch": 10, "accuracy": 0.5}}))
+        else:
+            (p / "log.out").write_text("line\n" * 50 + "RuntimeError: boom\n")
+            transition(p, "failed", reason="exit code 1", log=str(p / "log.out"))
+    print(f"(set up {total} point folders in {t_big:.1f} s)")
+    sweep = Sweep.open(work / "grid10000")
+    t_rows, rows = timed(lambda: status_rows(sweep, {}))
+    console = Console(file=io.StringIO(), width=140)
+    t_table, _ = timed(lambda: print_status(sweep, rows, limit=200, console=console))
+    t_json, text = timed(lambda: status_json(sweep, rows))
+    print(f"status of {len(rows)} points: {t_rows + t_table:.2f} s (read {t_rows:.2f} s, table {t_table:.2f} s); "
+          f"--json {t_rows + t_json:.2f} s ({len(text) / 1e6:.1f} MB)")
+    assert read_status(points[0])["id"] == points[0].name
+    print(f"folders kept in {work}")
+
+
+if __name__ == "__main__":
+    main()
