@@ -2,16 +2,19 @@
 
     python bench/sweep_scale.py [--workdir DIR]
 
-Submission is timed as `classreg sweep submit --dry-run` does it: validate every point, write its folder
-(config.yaml, status.json) and render the job-array script; sbatch itself is one call per array whatever
-the number of points. Targets: submit < 2 s, status < 1 s.
+Submission is timed as `classreg sweep submit` does it: validate every point, write its folder
+(config.yaml, status.json), render the job-array script and, when a SLURM cluster answers (SLURM_CONF set,
+e.g. by slurm/start_local_cluster.sh), submit it held (`--hold`), mark 1,000 points queued and cancel it;
+otherwise as `--dry-run`. Targets: submit < 2 s, status < 1 s.
 """
 from __future__ import annotations
 
 import argparse
 import io
 import json
+import os
 import random
+import shutil
 import sys
 import tempfile
 import time
@@ -23,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from rich.console import Console  # noqa: E402
 
-from launch.sweep import Sweep, materialise, submit  # noqa: E402
+from launch.sweep import Sweep, cancel, materialise, submit  # noqa: E402
 from launch.sweep_report import print_status, status_json, status_rows  # noqa: E402
 from launch.sweep_status import read_status, transition  # noqa: E402
 
@@ -52,9 +55,14 @@ def main() -> None:
 
     spec = write_spec(work / "grid1000.yaml", "grid1000", seeds=10)
     t_mat, (sweep, new, total) = timed(lambda: materialise(spec, work / "grid1000"))
-    t_sub, (_, ids) = timed(lambda: submit(sweep, dry_run=True))
-    print(f"submit --dry-run of {total} points: {t_mat + t_sub:.2f} s "
-          f"(validate + write folders {t_mat:.2f} s, render job array of {len(ids)} tasks {t_sub:.2f} s)")
+    real = bool(os.environ.get("SLURM_CONF")) and shutil.which("sbatch") is not None
+    t_sub, (job, ids) = timed(lambda: submit(sweep, dry_run=not real, hold=True))
+    how = f"sbatch --hold (job {job}), {len(ids)} points marked queued" if real else "--dry-run (no SLURM here)"
+    print(f"submit of {total} points: {t_mat + t_sub:.2f} s "
+          f"(validate + write folders {t_mat:.2f} s; render job array, {how}: {t_sub:.2f} s)")
+    if real:
+        t_cancel, cancelled = timed(lambda: cancel(sweep))
+        print(f"cancel of {len(cancelled)} queued points: {t_cancel:.2f} s")
     t_again, (_, new_again, _) = timed(lambda: materialise(spec, work / "grid1000"))
     print(f"submit again (nothing new, {new_again} new points): {t_again:.2f} s")
 

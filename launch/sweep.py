@@ -159,7 +159,7 @@ def _needs_run(status: dict, queued: dict[str, str]) -> bool:
     return True
 
 
-def submit(sweep: Sweep, spec: Optional[SweepSpec] = None, dry_run: bool = False,
+def submit(sweep: Sweep, spec: Optional[SweepSpec] = None, dry_run: bool = False, hold: bool = False,
            only: Optional[list[str]] = None) -> tuple[Optional[str], list[str]]:
     """Submit one job array for every point that needs a run. Returns (array job id, point ids).
 
@@ -187,12 +187,13 @@ def submit(sweep: Sweep, spec: Optional[SweepSpec] = None, dry_run: bool = False
                 transition(p, "failed", unless=lambda st: st["state"] not in ACTIVE,
                            reason=f"job {job} left the queue while the point was {s['state']} "
                                   "(scancel, node failure or time limit)")
-        array_id = sweep_slurm.sbatch(script)
+        array_id = sweep_slurm.sbatch(script, hold=hold)
         for i, (p, _) in enumerate(todo):
             job = f"{array_id}_{i}"
             # a fast task may already have claimed its point: never step back from running/done
             transition(p, "queued", unless=lambda s, job=job: s.get("job_id") == job and s["state"] != "queued",
-                       job_id=job, owner=None, reason=None, log=str(sweep.dir / "logs" / f"{job}.out"))
+                       durable=False, job_id=job, owner=None, reason=None,
+                       log=str(sweep.dir / "logs" / f"{job}.out"))
         with open(sweep.dir / "submissions" / "jobs.txt", "a") as fh:
             fh.write(f"{n:03d} {array_id} {len(todo)}\n")
         return array_id, [s["id"] for _, s in todo]

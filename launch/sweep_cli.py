@@ -28,16 +28,17 @@ def _cmd_plan(a) -> int:
     return 0
 
 
-def _submit_and_report(sweep, dry_run: bool) -> int:
+def _submit_and_report(sweep, dry_run: bool, hold: bool = False) -> int:
     from launch.sweep import submit
 
-    job, ids = submit(sweep, dry_run=dry_run)
+    job, ids = submit(sweep, dry_run=dry_run, hold=hold)
     if not ids:
         print("nothing to submit: every point is done, queued or running")
     elif dry_run:
         print(f"dry run: would submit {len(ids)} points; script in {sweep.dir / 'submissions'}")
     else:
-        print(f"submitted job array {job} with {len(ids)} points (`classreg sweep status {sweep.dir}`)")
+        print(f"submitted job array {job} with {len(ids)} points (`classreg sweep status {sweep.dir}`)"
+              + (f"; held: `scontrol release {job}` starts it" if hold else ""))
     return 0
 
 
@@ -46,13 +47,13 @@ def _cmd_submit(a) -> int:
 
     sweep, new, total = materialise(a.spec, a.dir)
     print(f"sweep {sweep.name} in {sweep.dir}: {total} points ({new} new)")
-    return _submit_and_report(sweep, a.dry_run)
+    return _submit_and_report(sweep, a.dry_run, a.hold)
 
 
 def _cmd_resume(a) -> int:
     from launch.sweep import Sweep
 
-    return _submit_and_report(Sweep.open(a.dir), a.dry_run)
+    return _submit_and_report(Sweep.open(a.dir), a.dry_run, a.hold)
 
 
 def _cmd_status(a) -> int:
@@ -64,7 +65,7 @@ def _cmd_status(a) -> int:
     try:
         queued = sweep.queued_jobs()
     except SlurmError:
-        queued = {}
+        queued = None  # no SLURM client here: queue states unknown
     rows = status_rows(sweep, queued, log_lines=a.log_lines if a.json else 0)
     if a.json:
         print(status_json(sweep, rows))
@@ -109,11 +110,13 @@ def add_sweep_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("spec")
     p.add_argument("--dir", required=True, help="sweep folder (one sub-folder per point)")
     p.add_argument("--dry-run", action="store_true", help="write the folders and the sbatch script, do not submit")
+    p.add_argument("--hold", action="store_true", help="submit held (sbatch --hold); start with `scontrol release`")
     p.set_defaults(func=_cmd_submit)
 
     p = ssub.add_parser("resume", help="re-submit the points that are not done, queued or running")
     p.add_argument("dir")
     p.add_argument("--dry-run", action="store_true")
+    p.add_argument("--hold", action="store_true", help="submit held (sbatch --hold)")
     p.set_defaults(func=_cmd_resume)
 
     p = ssub.add_parser("status", help="points by state with progress, last accuracy, job ids and failures")

@@ -42,6 +42,7 @@ def status_rows(sweep: Sweep, queued: Optional[dict[str, str]] = None, log_lines
         row = {"id": s["id"], "index": s["index"], "params": s["params"], "state": s["state"],
                "epoch": epochs, "max_epochs": s.get("max_epochs"), "accuracy": acc, "job_id": job,
                "slurm_state": (queued or {}).get(job) if job else None,
+               "in_queue": None if queued is None or not job or "_" not in job else job in queued,
                "owner": owner_text(s.get("owner")) if s["state"] == "running" else "",
                "restarts": s.get("restart_count") or 0, "log": s.get("log"), "reason": s.get("reason"),
                "history": s["history"]}
@@ -58,6 +59,11 @@ def counts(rows: list[dict]) -> dict[str, int]:
     return c
 
 
+def _lost(row: dict) -> bool:
+    """Queued or running by its status file, but its SLURM job has left the queue without reporting."""
+    return row["state"] in ("queued", "running") and row["in_queue"] is False
+
+
 def print_status(sweep: Sweep, rows: list[dict], limit: int, console: Optional[Console] = None,
                  log_lines: int = 5, max_failures: int = 10) -> None:
     console = console or Console()
@@ -70,8 +76,8 @@ def print_status(sweep: Sweep, rows: list[dict], limit: int, console: Optional[C
         table.add_column(col, justify="right" if col in ("#", "epoch", "acc", "restarts") else "left")
     for r in shown[:limit]:
         slurm = f" ({r['slurm_state'].lower()})" if r["slurm_state"] else ""
-        if r["state"] in ("queued", "running") and r["job_id"] and not r["slurm_state"]:
-            slurm = " (not in queue: `sweep resume` re-submits it)"
+        if _lost(r):
+            slurm = " (gone)"
         table.add_row(str(r["index"]), r["id"], short_params(r["params"]),
                       f"[{STYLE[r['state']]}]{r['state']}[/]",
                       f"{r['epoch'] or 0}/{r['max_epochs']}" if r["state"] != "pending" else "",
@@ -80,6 +86,10 @@ def print_status(sweep: Sweep, rows: list[dict], limit: int, console: Optional[C
     console.print(table)
     if len(shown) > limit:
         console.print(f"... {len(shown) - limit} more points (--limit N to show more, --json for all)")
+    lost = sum(map(_lost, rows))
+    if lost:
+        console.print(f"[bold yellow]{lost} points are {'/'.join(sorted({r['state'] for r in rows if _lost(r)}))} "
+                      f"but their job is not in the queue[/]: `classreg sweep resume {sweep.dir}` re-submits them")
     failed = [r for r in shown if r["state"] == "failed"]
     for r in failed[:max_failures]:
         console.print(f"[bold red]failed[/] {r['id']} ({short_params(r['params'])}): {r['reason']}; log {r['log']}")

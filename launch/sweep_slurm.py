@@ -52,9 +52,9 @@ def _run(cmd: list[str]) -> str:
     return proc.stdout
 
 
-def sbatch(script: Path) -> str:
-    """Submit ``script``; returns the (array) job id."""
-    out = _run(["sbatch", "--parsable", str(script)]).strip()
+def sbatch(script: Path, hold: bool = False) -> str:
+    """Submit ``script`` (held until `scontrol release` with ``hold``); returns the (array) job id."""
+    out = _run(["sbatch", "--parsable", *(["--hold"] if hold else []), str(script)]).strip()
     return out.split(";")[0]
 
 

@@ -37,7 +37,7 @@ def write_status(point_dir: str | os.PathLike, status: dict, durable: bool = Tru
     path = Path(point_dir) / STATUS
     if durable:
         atomic_write_text(path, json.dumps(status, indent=1))
-    else:  # many new points at once (materialising a sweep): still an atomic rename, but no fsync per file
+    else:  # many points at once (materialise, submit): still an atomic rename, but no fsync per file
         tmp = path.with_name(f".{STATUS}.tmp{os.getpid()}")
         tmp.write_text(json.dumps(status, indent=1))
         os.replace(tmp, path)
@@ -58,15 +58,15 @@ def _apply(status: dict, state: str, **fields) -> dict:
     return status
 
 
-def transition(point_dir: str | os.PathLike, state: str,
-               unless: Optional[Callable[[dict], bool]] = None, **fields) -> Optional[dict]:
+def transition(point_dir: str | os.PathLike, state: str, unless: Optional[Callable[[dict], bool]] = None,
+               durable: bool = True, **fields) -> Optional[dict]:
     """Move a point to ``state`` (under its lock); skipped, returning None, when ``unless(status)`` is true."""
     with point_lock(point_dir):
         status = read_status(point_dir)
         if unless is not None and unless(status):
             return None
         status = _apply(status, state, **fields)
-        write_status(point_dir, status)
+        write_status(point_dir, status, durable=durable)
         return status
 
 

@@ -29,7 +29,8 @@ def test_six_point_sweep_runs_as_one_job_array(slurm_cluster, cifar_shards, tmp_
                       {"product": {"optim.lr": [0.1, 0.05, 0.02]}}, seeds=[0, 1])
     sweep_dir = tmp_path / "sweep"
     assert main(["sweep", "submit", str(spec), "--dir", str(sweep_dir)]) == 0
-    assert "submitted job array 1 with 6 points" in capsys.readouterr().out
+    assert "with 6 points" in capsys.readouterr().out
+    (_, array, n), = (line.split() for line in _job_array_lines(sweep_dir))
     script = (sweep_dir / "submissions" / "001.sbatch").read_text()
     for line in ("#SBATCH --array=0-5%2", "#SBATCH --signal=USR1@90", "#SBATCH --requeue",
                  "#SBATCH --open-mode=append", f"srun {sys.executable} -m launch.cli fit"):
@@ -39,7 +40,7 @@ def test_six_point_sweep_runs_as_one_job_array(slurm_cluster, cifar_shards, tmp_
              "all 6 points to finish", sweep_dir)
     points = statuses(sweep_dir)
     assert len(points) == 6 and {s["state"] for s in points.values()} == {"done"}
-    assert {s["owner"]["job_id"] for s in points.values()} == {f"1_{i}" for i in range(6)}  # one array
+    assert n == "6" and {s["owner"]["job_id"] for s in points.values()} == {f"{array}_{i}" for i in range(6)}
     assert sorted((s["params"]["optim.lr"], s["params"]["seed"]) for s in points.values()) == sorted(
         (lr, seed) for lr in (0.1, 0.05, 0.02) for seed in (0, 1))
     for pid, s in points.items():
@@ -54,7 +55,7 @@ def test_six_point_sweep_runs_as_one_job_array(slurm_cluster, cifar_shards, tmp_
     assert report["counts"]["done"] == 6 and all(p["epoch"] == 1 == p["max_epochs"] for p in report["points"])
     assert main(["sweep", "resume", str(sweep_dir)]) == 0
     assert "nothing to submit" in capsys.readouterr().out
-    assert _job_array_lines(sweep_dir) == ["001 1 6"]
+    assert len(_job_array_lines(sweep_dir)) == 1
 
 
 def test_preempted_point_requeues_and_resumes_from_hpc_checkpoint(slurm_cluster, cifar_shards, tmp_path):
@@ -107,7 +108,7 @@ def test_killed_point_is_failed_and_resume_resubmits_only_it(slurm_cluster, cifa
     wait_for(lambda: statuses(sweep_dir)[long]["state"] == "failed", 120, "the killed point to be failed", sweep_dir)
     wait_for(lambda: statuses(sweep_dir)[short]["state"] == "done", 300, "the short point", sweep_dir)
     failed = statuses(sweep_dir)[long]
-    assert "SIGKILL" in failed["reason"] or "exit code" in failed["reason"], failed["reason"]
+    assert failed["reason"] in ("killed by SIGKILL (exit code 137)", "exit code 9"), failed["reason"]
     assert failed["log"].endswith(f"{job}.out")
 
     # two resumes at once: exactly one job array, holding only the failed point
@@ -115,12 +116,12 @@ def test_killed_point_is_failed_and_resume_resubmits_only_it(slurm_cluster, cifa
                              stdout=subprocess.PIPE, text=True) for _ in range(2)]
     outs = sorted(p.communicate()[0] for p in both)
     assert all(p.returncode == 0 for p in both)
-    assert "nothing to submit" in outs[0] and "submitted job array 2 with 1 points" in outs[1], outs
+    assert "nothing to submit" in outs[0] and "with 1 points" in outs[1], outs
     assert (sweep_dir / "submissions" / "002.points").read_text().split() == [str(run)]
     assert "nothing to submit" in _cli("resume", str(sweep_dir)).stdout  # right after: queued, so nothing
 
     wait_for(lambda: statuses(sweep_dir)[long]["state"] == "done", 600, "the resubmitted point", sweep_dir)
-    assert _job_array_lines(sweep_dir) == ["001 1 2", "002 2 1"]
+    assert [line.split()[2] for line in _job_array_lines(sweep_dir)] == ["2", "1"]
     starts = [r for r in read_record(run) if r["event"] == "start"]
     assert starts[-1]["ckpt"] == str(run / "checkpoints" / "last.ckpt") and starts[-1]["epoch"] >= 1
     for s in statuses(sweep_dir).values():
@@ -146,7 +147,7 @@ def test_cancel_and_jobs_that_leave_the_queue(slurm_cluster, cifar_shards, tmp_p
     subprocess.run(["scancel", array], check=True)  # behind the sweep's back
     wait_for(lambda: not Sweep.open(sweep_dir).queued_jobs(), 60, "the jobs to leave the queue", sweep_dir)
     assert main(["sweep", "status", str(sweep_dir)]) == 0
-    assert "not in queue" in capsys.readouterr().out
+    assert "2 points are queued but their job is not in the queue" in " ".join(capsys.readouterr().out.split())
     assert main(["sweep", "resume", str(sweep_dir)]) == 0
     for s in statuses(sweep_dir).values():
         states = [h["state"] for h in s["history"]]
