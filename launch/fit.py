@@ -10,7 +10,7 @@ from pytorch_lightning.loggers import CSVLogger
 
 from datamodules.shard_datamodule import ShardDataModule
 from launch.config import RunConfig, save_resolved
-from launch.resume import find_resume_checkpoint
+from launch.resume import find_resume_checkpoint, keep_previous_log
 from lightning_modules.classifier import Classifier
 from lightning_modules.per_class_results import PerClassResultsWriter
 from lightning_modules.resume_recorder import ResumeRecorder
@@ -62,6 +62,7 @@ def fit(cfg: RunConfig) -> dict:
     ckpt_path = find_resume_checkpoint(run_dir)  # hpc checkpoint after a requeue, else last.ckpt, else None
     if ckpt_path is not None:
         print(f"resuming {run_dir} from {ckpt_path}", flush=True)
+        keep_previous_log(run_dir)  # the CSV logger would delete the scalars logged before the restart
     callbacks = [PerClassResultsWriter(run_dir, data.class_names), ResumeRecorder(run_dir, ckpt_path)]
     trainer = build_trainer(cfg, callbacks)
     trainer.fit(model, datamodule=data, ckpt_path=ckpt_path)

@@ -56,3 +56,16 @@ def run_completed(run_dir: str | os.PathLike) -> bool:
     """True when the last thing the run recorded is the end of a fit that reached max_epochs."""
     record = read_record(run_dir)
     return bool(record) and record[-1].get("event") == "end" and bool(record[-1].get("complete"))
+
+
+def keep_previous_log(run_dir: str | os.PathLike) -> Optional[Path]:
+    """Move logs/metrics.csv aside (to logs/metrics.<n>.csv) before a resumed fit: Lightning's CSVLogger
+    deletes an existing metrics.csv when it starts. Returns the new path, or None if there was none."""
+    log = Path(run_dir) / "logs" / "metrics.csv"
+    if not log.is_file():
+        return None
+    n = 1
+    while (kept := log.with_name(f"metrics.{n}.csv")).exists():
+        n += 1
+    os.replace(log, kept)
+    return kept

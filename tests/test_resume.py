@@ -1,5 +1,6 @@
 """`fit` restarts from the newest intact checkpoint in its run folder; the local executor runs sweeps here."""
 import csv
+import json
 import os
 import time
 
@@ -50,6 +51,10 @@ def test_fit_resumes_from_last_checkpoint(cifar_shards, tmp_path):
     assert read_record(run)[-1]["epoch"] == 2 and run_completed(run)
     rows = list(csv.DictReader(open(run / "per_class.csv")))
     assert sorted({int(r["epoch"]) for r in rows}) == [0, 1]
+    before = list(csv.DictReader(open(run / "logs" / "metrics.1.csv")))  # the first fit's scalars are kept
+    after = list(csv.DictReader(open(run / "logs" / "metrics.csv")))
+    assert {r["epoch"] for r in before if r.get("val/acc")} == {"0"}
+    assert {r["epoch"] for r in after if r.get("val/acc")} == {"1"}
 
 
 @pytest.mark.slow
@@ -68,3 +73,6 @@ def test_local_executor_runs_points_with_the_same_status_files(cifar_shards, tmp
         assert_never_ran_twice(s)
     assert main(["sweep", "run", str(sweep_dir), "--local"]) == 0
     assert "nothing to run" in capsys.readouterr().out
+    assert main(["sweep", "plan", str(spec), "--dir", str(sweep_dir), "--json"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert plan["estimate_source"] == f"measured in {sweep_dir}" and plan["epoch_minutes"] > 0
