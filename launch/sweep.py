@@ -159,15 +159,15 @@ def _needs_run(status: dict, queued: dict[str, str]) -> bool:
     return True
 
 
-def submit(sweep: Sweep, spec: Optional[SweepSpec] = None, dry_run: bool = False, hold: bool = False,
-           only: Optional[list[str]] = None) -> tuple[Optional[str], list[str]]:
+def submit(sweep: Sweep, spec: Optional[SweepSpec] = None, dry_run: bool = False,
+           hold: bool = False) -> tuple[Optional[str], list[str]]:
     """Submit one job array for every point that needs a run. Returns (array job id, point ids).
 
     Holds the sweep lock, so two submits/resumes at once never submit a point twice."""
     spec = spec or load_spec(sweep.dir / "spec.yaml")
     with sweep.lock():
         queued = {} if dry_run else sweep.queued_jobs()
-        todo = [(p, s) for p, s in sweep.statuses() if _needs_run(s, queued) and (only is None or s["id"] in only)]
+        todo = [(p, s) for p, s in sweep.statuses() if _needs_run(s, queued)]
         if not todo:
             return None, []
         subs = sweep.dir / "submissions"
@@ -182,11 +182,12 @@ def submit(sweep: Sweep, spec: Optional[SweepSpec] = None, dry_run: bool = False
         if dry_run:
             return None, [s["id"] for _, s in todo]
         for p, s in todo:
-            if s["state"] in ACTIVE:  # its job left the queue without reporting: cancelled, node failure, ...
-                job = (s.get("owner") or {}).get("job_id") or s.get("job_id")
+            if s["state"] in ACTIVE:  # its job (or process) ended without reporting: scancel, node failure, ...
+                owner = s.get("owner") or {}
+                what = f"process {owner['pid']} on {owner['host']} ended" if owner.get("kind") == "local" else \
+                    f"job {owner.get('job_id') or s.get('job_id')} left the queue"
                 transition(p, "failed", unless=lambda st: st["state"] not in ACTIVE,
-                           reason=f"job {job} left the queue while the point was {s['state']} "
-                                  "(scancel, node failure or time limit)")
+                           reason=f"{what} while the point was {s['state']} (scancel, node failure or time limit)")
         array_id = sweep_slurm.sbatch(script, hold=hold)
         for i, (p, _) in enumerate(todo):
             job = f"{array_id}_{i}"
