@@ -59,8 +59,8 @@ class Sweep:
             return []
         return sorted(Path(e.path) for e in os.scandir(self.points_dir) if e.is_dir())
 
-    def statuses(self) -> list[tuple[Path, dict]]:
-        """(point folder, status) of every point, by index. Plain os/json calls: 10,000 points in well under 1 s."""
+    def statuses(self, as_paths: bool = True) -> list[tuple[Path, dict]]:
+        """(point folder, status) of every point, by index (folders as str unless ``as_paths``)."""
         out = []
         if not self.points_dir.is_dir():
             return out
@@ -71,7 +71,7 @@ class Sweep:
             except (FileNotFoundError, NotADirectoryError, json.JSONDecodeError):
                 continue  # a point folder still being created
         out.sort(key=lambda x: x[1]["index"])
-        return [(Path(p), s) for p, s in out]
+        return [(Path(p), s) for p, s in out] if as_paths else out
 
     def queued_jobs(self) -> dict[str, str]:
         return sweep_slurm.queued_jobs(self.job_name)

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
+import os
 from typing import Optional
 
 from rich.console import Console
@@ -21,12 +21,13 @@ def short_params(params: dict) -> str:
     return " ".join(f"{k.rsplit('.', 1)[-1] if k.count('.') else k}={v}" for k, v in params.items())
 
 
-def _progress(point: Path, status: dict) -> tuple[Optional[int], Optional[float]]:
+def _progress(point: str, status: dict) -> tuple[Optional[int], Optional[float]]:
     """(epochs validated, last accuracy): from the stored result, or metrics.json while running."""
     result = status.get("result")
     if status["state"] in ("running", "failed", "cancelled") or not result:
         try:
-            last = json.loads((point / "metrics.json").read_text())["last"]
+            with open(os.path.join(point, "metrics.json")) as fh:
+                last = json.load(fh)["last"]
             result = {"epoch": last["epoch"], "accuracy": last["accuracy"]}
         except (FileNotFoundError, json.JSONDecodeError, KeyError):
             return None, None
@@ -36,7 +37,7 @@ def _progress(point: Path, status: dict) -> tuple[Optional[int], Optional[float]
 def status_rows(sweep: Sweep, queued: Optional[dict[str, str]] = None, log_lines: int = 0) -> list[dict]:
     """One row per point; ``log_lines`` > 0 adds the end of each failed point's log (``log_tail``)."""
     rows = []
-    for point, s in sweep.statuses():
+    for point, s in sweep.statuses(as_paths=False):
         epochs, acc = _progress(point, s) if s["state"] != "pending" else (None, None)
         job = (s.get("owner") or {}).get("job_id") or s.get("job_id")
         row = {"id": s["id"], "index": s["index"], "params": s["params"], "state": s["state"],
