@@ -59,7 +59,7 @@ def test_six_point_sweep_runs_as_one_job_array(slurm_cluster, cifar_shards, tmp_
 
 
 def test_preempted_point_requeues_and_resumes_from_hpc_checkpoint(slurm_cluster, cifar_shards, tmp_path):
-    spec = write_spec(tmp_path / "pre.yaml", cifar_shards, "pre", {"product": {"optim.lr": [0.1]}}, epochs=3,
+    spec = write_spec(tmp_path / "pre.yaml", cifar_shards, "pre", {"product": {"optim.lr": [0.1]}}, epochs=4,
                       extra=("trainer.limit_train_batches=4",))
     sweep_dir = tmp_path / "sweep"
     assert main(["sweep", "submit", str(spec), "--dir", str(sweep_dir)]) == 0
@@ -85,11 +85,12 @@ def test_preempted_point_requeues_and_resumes_from_hpc_checkpoint(slurm_cluster,
     assert (run / "hpc_ckpt_1.ckpt").is_file() and starts[1]["slurm_restart_count"] == 1
     assert starts[1]["ckpt"] in (str(run / "hpc_ckpt_1.ckpt"), str(run / "checkpoints" / "last.ckpt"))
     assert starts[1]["epoch"] >= 1 and starts[1]["global_step"] >= 4  # continued, not restarted
-    assert read_record(run)[-1] == {**read_record(run)[-1], "event": "end", "epoch": 3, "complete": True}
+    assert read_record(run)[-1] == {**read_record(run)[-1], "event": "end", "epoch": 4, "complete": True}
     log = (sweep_dir / "logs" / f"{job}.out").read_text()  # one log, appended across the requeue
     assert "restart 0" in log and "restart 1" in log and "Requeued SLURM job" in log
     metrics = json.loads((run / "metrics.json").read_text())
-    assert [h["epoch"] for h in metrics["history"]] == [0, 1, 2]
+    assert [h["epoch"] for h in metrics["history"]] == [0, 1, 2, 3]
+    assert (run / "logs" / "metrics.1.csv").is_file()  # the scalars logged before the requeue are kept
 
 
 def test_killed_point_is_failed_and_resume_resubmits_only_it(slurm_cluster, cifar_shards, tmp_path):
