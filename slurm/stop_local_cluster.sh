@@ -44,4 +44,20 @@ for _ in $(seq 100); do            # up to 10 s
     sleep 0.1
 done
 for pid in "${pids[@]}"; do [ -d "/proc/$pid" ] && kill -KILL "$pid" 2>/dev/null; done
+
+# job steps that outlived their slurmd (jobs that ignored the cancel under load): this cluster's
+# slurmstepd processes (their environment holds our SLURM_CONF) and everything below them
+steps=()
+for d in /proc/[0-9]*; do
+    [ "$(cat "$d/comm" 2>/dev/null)" = slurmstepd ] || continue
+    tr '\0' '\n' < "$d/environ" 2>/dev/null | grep -qx "SLURM_CONF=$CONF" && steps+=("${d#/proc/}")
+done
+if [ ${#steps[@]} -gt 0 ]; then
+    tree=("${steps[@]}")
+    while read -r pid ppid; do                  # ps lists parents before children
+        for t in "${tree[@]}"; do [ "$ppid" = "$t" ] && { tree+=("$pid"); break; }; done
+    done < <(ps -eo pid=,ppid= --sort=start_time)
+    echo "ending ${#tree[@]} leftover job processes (${#steps[@]} slurmstepd)"
+    kill -KILL "${tree[@]}" 2>/dev/null
+fi
 exit 0
