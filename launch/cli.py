@@ -115,6 +115,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report", action="store_true", help="then run `classreg report` on the probe runs")
     p.add_argument("overrides", nargs="*", metavar="key.path=value", help="overrides of the downstream config")
     p.set_defaults(func=_cmd_transfer)
+
+    from launch.sweep_cli import add_sweep_parser
+
+    add_sweep_parser(sub)
     return parser
 
 
@@ -128,10 +132,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     from datamodules.shard_writer import ShardError
     from launch.report.errors import ReportError
+    from launch.sweep_cli import sweep_errors
 
     try:
         return args.func(args)
-    except (ConfigError, ShardError, ReportError) as e:
+    except (ConfigError, ShardError, ReportError, *sweep_errors()) as e:
         print(f"classreg {args.command}: error: {e}", file=sys.stderr)
         return 2
 
