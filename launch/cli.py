@@ -86,8 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fashion-mnist only: let torchvision download it here when it is not installed")
     p.set_defaults(func=_cmd_shard)
 
-    p = sub.add_parser("demo", help="shard Fashion-MNIST and train a short run on it")
-    p.add_argument("--workdir", default="demo", help="where shards and runs go (default ./demo)")
+    p = sub.add_parser("demo", help="shard Fashion-MNIST, run a small regularization sweep here, report it")
+    p.add_argument("--workdir", default="demo", help="where shards, the sweep and the report go (default ./demo)")
+    p.add_argument("--jobs", "-j", type=int, default=None, help="runs at a time (default: one per core)")
     p.add_argument("--fashion-mnist-dir", default=None, help="folder with the Fashion-MNIST IDX files")
     p.add_argument("overrides", nargs="*", metavar="key.path=value")
     p.set_defaults(func=_cmd_demo)

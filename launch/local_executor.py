@@ -34,6 +34,8 @@ class LocalExecutor:
     def _env(self) -> dict:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")]))
+        # N runs at once share the cores: torch would otherwise start one thread per core in each.
+        env.setdefault("OMP_NUM_THREADS", str(max(1, len(os.sched_getaffinity(0)) // self.jobs)))
         return env
 
     def _run_point(self, point: Path) -> str:
