@@ -9,7 +9,10 @@ from pathlib import Path
 import yaml
 
 TINY = ["model.arch=resnet20", "data.image_size=32", "data.batch_size=32", "data.num_workers=0",
-        "trainer.progress_bar=false", "trainer.limit_val_batches=1"]
+        "trainer.progress_bar=false", "trainer.limit_val_batches=1",
+        # A requeued task restarts while the killed one's W&B service may still hold the run id on this
+        # one-machine cluster ("run ID in use"); W&B resume is tested in tests/test_wandb_offline.py.
+        "logger.wandb=false"]
 
 
 def write_spec(path: Path, shards: Path, name: str, axes: dict, seeds=(), epochs: int = 1,
