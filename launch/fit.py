@@ -53,7 +53,11 @@ def build_trainer(cfg: RunConfig, callbacks: list) -> pl.Trainer:
 def fit(cfg: RunConfig) -> dict:
     """Train ``cfg`` and return the final metrics summary (also in run_dir/metrics.json)."""
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    data = ShardDataModule(cfg.data, seed=cfg.seed, aug=cfg.aug)
+    if cfg.data.backend == "dali":
+        from datamodules.dali_datamodule import DaliDataModule as DataModule
+    else:
+        DataModule = ShardDataModule
+    data = DataModule(cfg.data, seed=cfg.seed, aug=cfg.aug)
     run_dir = cfg.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
     save_resolved(cfg, run_dir / "config.yaml")
