@@ -50,8 +50,9 @@ def build_pipeline(paths: list[str], index_paths: list[str], *, train: bool, bat
     """The training (augmented, shuffled) or evaluation (resize + centre crop) pipeline of one rank.
 
     Outputs ``images`` (float CHW, normalized) and ``labels`` (int32, shape (1,)). Every rank reads the
-    contiguous part ``shard_id`` of ``num_shards`` of the samples; with ``pad_last_batch`` the reader pads it
-    to whole batches, and the iterator (``LastBatchPolicy.PARTIAL``) drops the padding again.
+    contiguous part ``shard_id`` of ``num_shards`` of the samples (training moves on to the next part every
+    epoch, evaluation keeps its part); with ``pad_last_batch`` the reader pads it to whole batches, and the
+    iterator (``LastBatchPolicy.PARTIAL``) drops the padding again.
     """
     from nvidia.dali import fn, pipeline_def, types
 
@@ -64,7 +65,7 @@ def build_pipeline(paths: list[str], index_paths: list[str], *, train: bool, bat
             paths=paths, index_paths=index_paths, ext=[IMAGE_EXTS, LABEL_EXT], dtypes=[types.UINT8, types.INT32],
             missing_component_behavior="error", shard_id=shard_id, num_shards=num_shards,
             random_shuffle=train and shuffle_buffer > 1, initial_fill=max(shuffle_buffer, 1),
-            pad_last_batch=True, name=READER)
+            pad_last_batch=True, stick_to_shard=not train, name=READER)
         if train:
             images = compile_dali(encoded, labels, aug, class_names, image_size, mean, std, device)
         else:
