@@ -113,11 +113,19 @@ class DaliLoader:
                 if batch is _END:
                     break
         self._mid_epoch = True
+        produced = 0
         for batch in self._stream:
-            if batch is _END:
+            if batch is _END:  # (only if a rank had fewer batches than len(); cannot happen, see batches_per_epoch)
+                break
+            produced += 1
+            if produced == self.steps:  # Lightning stops after len() batches: close the epoch before yielding
+                if next(self._stream) is not _END:
+                    raise RuntimeError("DaliLoader: a rank produced more batches than len(); please report this")
                 self._mid_epoch = False
+                yield batch
                 return
             yield batch
+        self._mid_epoch = False
 
 
 class DaliDataModule(pl.LightningDataModule):
