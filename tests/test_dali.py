@@ -210,3 +210,27 @@ def test_fit_with_dali_backend_on_cpu_writes_per_class_results(cifar_shards, tmp
     assert {int(r["epoch"]) for r in rows} == {0, 1} and len(rows) == 20
     assert all(int(r["total"]) == 7 for r in rows)  # every test image counted exactly once per validation
     assert "DALI train pipeline: decoding on cpu (no CUDA device)" in caplog.text  # the device choice is reported
+
+
+@pytest.mark.slow
+def test_ddp_two_processes_count_every_validation_image_once(cifar_shards, tmp_path):
+    """Real DDP (gloo, two processes started by Lightning): 35 test images per rank, counted once in total."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parent.parent
+    proc = subprocess.run(
+        [sys.executable, "-m", "launch.cli", "fit", "-c", "configs/fashion_mnist_demo.yaml", f"data.root={cifar_shards}",
+         f"out_dir={tmp_path}", "name=ddp", "data.backend=dali", "data.image_size=32", "data.batch_size=32",
+         "data.num_workers=1", "trainer.accelerator=cpu", "trainer.devices=2", "trainer.max_epochs=2",
+         "trainer.limit_train_batches=1.0", "trainer.progress_bar=false"],
+        cwd=repo, env={**os.environ, "PYTHONPATH": str(repo)}, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = list(csv.DictReader(open(tmp_path / "ddp" / "per_class.csv")))
+    assert len(rows) == 20 and all(int(r["total"]) == 7 for r in rows)
+    metrics = json.loads((tmp_path / "ddp" / "metrics.json").read_text())
+    # 240 training images, 120 per rank, batches of 32: 4 steps per epoch on each rank
+    assert metrics["last"]["global_step"] == 8 and metrics["last"]["samples"] == 70
+    assert "2 process(es)" in proc.stderr + proc.stdout
