@@ -14,10 +14,6 @@ def uniform():
     return fn.random.uniform(range=[0.0, 1.0])
 
 
-def as_float(x):
-    return fn.cast(x, dtype=types.FLOAT) if is_node(x) else float(x)
-
-
 def where(cond, a, b):
     """Per-sample ``a if cond else b``; ``cond`` a bool DataNode or a Python bool."""
     if not is_node(cond):
