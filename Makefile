@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 FASHION_MNIST := /usr/share/datasets/fashion-mnist
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-fast fashion-mnist chromium slurm clean
+.PHONY: install demo test test-fast bench fashion-mnist chromium slurm clean
 
 install: $(STAMP)
 
@@ -48,6 +48,9 @@ test: install fashion-mnist chromium slurm
 
 test-fast: install
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+bench: install
+	PYTHONPATH=. $(BIN)/python bench/input_pipeline.py
 
 clean:
 	rm -rf demo .pytest_cache

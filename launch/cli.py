@@ -27,7 +27,8 @@ def _cmd_shard(args) -> int:
     if len(args.paths) == 1 and args.source_format == "imagefolder":
         raise ShardError("`classreg shard SRC OUT` needs both SRC (an image-folder tree) and OUT")
     src, out = (None, args.paths[0]) if len(args.paths) == 1 else args.paths
-    opts = dict(shard_size=args.shard_size, seed=args.seed, workers=args.workers, overwrite=args.overwrite)
+    opts = dict(shard_size=args.shard_size, seed=args.seed, workers=args.workers, overwrite=args.overwrite,
+                verify=args.verify)
     if args.source_format == "fashion-mnist":
         from datamodules.fashion_mnist import shard_fashion_mnist
 
@@ -36,6 +37,8 @@ def _cmd_shard(args) -> int:
         manifest = shard_image_tree(src, out, **opts)
     for split, info in manifest["splits"].items():
         print(f"{split}: {info['samples']} samples in {len(info['shards'])} shards, {len(info['skipped'])} skipped")
+        if info.get("excluded_not_in_train_classes"):
+            print(f"  {info['excluded_not_in_train_classes']} images left out: their class is not a train/ folder")
         for bad in info["skipped"][:20]:
             print(f"  skipped {bad['source']}: {bad['error']}")
     print(f"wrote {out}/manifest.json and {out}/classes.json")
@@ -81,7 +84,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shard-size", type=int, default=1000, help="samples per shard (default 1000)")
     p.add_argument("--seed", type=int, default=0, help="seed of the shuffle across shards")
     p.add_argument("--workers", type=int, default=None, help="encoding processes (default: all cores)")
-    p.add_argument("--overwrite", action="store_true", help="rewrite finished shards in OUT")
+    p.add_argument("--overwrite", action="store_true", help="rewrite finished shards in OUT (otherwise an "
+                   "interrupted run in OUT is resumed: finished shards are kept)")
+    p.add_argument("--verify", action="store_true",
+                   help="decode every image fully (default: check headers and that each JPEG is complete); "
+                        "corrupt images are skipped and listed")
     p.add_argument("--download-root", default=None,
                    help="fashion-mnist only: let torchvision download it here when it is not installed")
     p.set_defaults(func=_cmd_shard)

@@ -37,7 +37,9 @@ def bounded(default, low=None, high=None, low_inclusive=True, high_inclusive=Tru
 @dataclass
 class DataConfig:
     root: str = ""  # folder written by `classreg shard` (holds classes.json, manifest.json)
-    backend: str = choice("torchvision", ["torchvision"])
+    backend: str = choice("torchvision", ["torchvision", "dali"])
+    # dali only: "auto" decodes on the GPU (nvJPEG, "mixed") when CUDA is present, else on the CPU.
+    decode_device: str = choice("auto", ["auto", "cpu", "mixed"])
     train_split: str = "train"
     val_split: str = "auto"  # "auto": "val" if the shards have it, else "test"
     image_size: int = bounded(224, 8, 1024)

@@ -56,7 +56,12 @@ def build_trainer(cfg: RunConfig, callbacks: list, loggers: list = ()) -> pl.Tra
 def fit(cfg: RunConfig) -> dict:
     """Train ``cfg`` and return the final metrics summary (also in run_dir/metrics.json)."""
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    data = ShardDataModule(cfg.data, seed=cfg.seed, aug=cfg.aug, eval_keys=bool(cfg.metrics.real_labels))
+    if cfg.data.backend == "dali":  # its batches carry no sample keys: ReaL labels need the torchvision backend
+        from datamodules.dali_datamodule import DaliDataModule
+
+        data = DaliDataModule(cfg.data, seed=cfg.seed, aug=cfg.aug)
+    else:
+        data = ShardDataModule(cfg.data, seed=cfg.seed, aug=cfg.aug, eval_keys=bool(cfg.metrics.real_labels))
     run_dir = cfg.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
     save_resolved(cfg, run_dir / "config.yaml")

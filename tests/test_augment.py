@@ -201,10 +201,21 @@ def test_grid_axes_are_dotted_paths_and_round_trip(tmp_path):
     assert load_config(tmp_path / "config.yaml") == cfg
 
 
-def test_dali_side_is_declared_but_not_implemented_yet():
-    policy = POLICIES["rrc"](load_config(None).aug.rrc, 224)
-    with pytest.raises(NotImplementedError, match="'rrc' has no DALI implementation yet; use data.backend=torchvision"):
-        policy.dali(None, None)
+def test_dali_backend_refuses_a_policy_without_dali_before_any_work(cifar_shards):
+    from datamodules.dali_datamodule import DaliDataModule
+    from lightning_modules.augment import Policy, register_policy
+
+    @register_policy("test_torchvision_only")
+    class TorchvisionOnly(Policy):
+        def torchvision(self):
+            return []
+
+    with pytest.raises(NotImplementedError, match="'test_torchvision_only' has no DALI implementation yet"):
+        TorchvisionOnly(None, 32).dali(None, None)
+    cfg = load_config(None, [f"data.root={cifar_shards}", "data.backend=dali",
+                             "aug.policy=[rrc,test_torchvision_only]"])
+    with pytest.raises(ConfigError, match=r"\['test_torchvision_only'\] have no DALI implementation.*data.backend=torchvision"):
+        DaliDataModule(cfg.data, aug=cfg.aug)
 
 
 def readme_policy_example() -> str:

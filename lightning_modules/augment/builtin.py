@@ -1,9 +1,11 @@
-"""The built-in policies: rrc, pad_crop, flip, color_jitter, none."""
+"""The built-in policies: rrc, pad_crop, flip, color_jitter, none (torchvision and DALI)."""
 from __future__ import annotations
+
+import math
 
 from torchvision.transforms import v2
 
-from launch.config import ColorJitterConfig, FlipConfig, PadCropConfig, RRCConfig
+from launch.config import ColorJitterConfig, ConfigError, FlipConfig, PadCropConfig, RRCConfig
 from lightning_modules.augment.policy import Policy
 from lightning_modules.augment.registry import register_policy
 
@@ -18,6 +20,55 @@ class RandomResizedCrop(Policy):
             return [v2.Resize(size, antialias=True), v2.CenterCrop(size)]
         return [v2.RandomResizedCrop(size, scale=(p.min_scale, p.max_scale), ratio=tuple(p.ratio), antialias=True)]
 
+    @classmethod
+    def dali_neutral(cls):
+        return RRCConfig(min_scale=1.0, max_scale=1.0)
+
+    def dali_decode(self, encoded, labels, device):
+        from nvidia.dali import fn, types
+
+        p, size = self.params, float(self.image_size)
+        if not p.varies and p.min_scale < 1.0:  # DALI's own random-resized-crop decoder (10 attempts, as torchvision)
+            images = fn.decoders.image_random_crop(
+                encoded, device=device, output_type=types.RGB, random_area=[p.min_scale, p.max_scale],
+                random_aspect_ratio=list(p.ratio), num_attempts=10)
+        else:
+            shape = fn.peek_image_shape(encoded)
+            anchor, window = self._window(fn.cast(shape[0], dtype=types.FLOAT), fn.cast(shape[1], dtype=types.FLOAT))
+            images = fn.decoders.image_slice(encoded, anchor, window, device=device, output_type=types.RGB,
+                                             axis_names="WH", normalized_anchor=False, normalized_shape=False)
+        return fn.resize(images, size=[size, size])
+
+    def dali(self, images, labels):
+        from nvidia.dali import fn
+
+        size = float(self.image_size)
+        anchor, window = self._window(*self.input_hw)
+        images = fn.slice(images, anchor, window, axis_names="WH", normalized_anchor=False, normalized_shape=False)
+        return fn.resize(images, size=[size, size])
+
+    def _window(self, height, width):
+        """Per-sample crop (x, y), (w, h): area fraction ~ U(min_scale, max_scale), log aspect ratio ~ uniform,
+        shrunk to fit the image (torchvision draws again instead); min_scale 1.0: the centred square."""
+        import nvidia.dali.math as dmath
+        from nvidia.dali import fn
+
+        from lightning_modules.augment.dali_ops import is_node, uniform, where
+
+        p = self.params
+        log_lo, log_hi = (dmath.log(r) if not isinstance(r, float) else math.log(r) for r in p.ratio)
+        ratio = dmath.exp(log_lo + uniform() * (log_hi - log_lo))
+        area = height * width * (p.min_scale + uniform() * (p.max_scale - p.min_scale))
+        w, h = dmath.sqrt(area * ratio), dmath.sqrt(area / ratio)
+        fit = dmath.min(dmath.min(width / w, height / h), 1.0)
+        w, h = w * fit, h * fit
+        full = p.min_scale >= 1.0
+        side = dmath.min(height, width) if is_node(height) or is_node(width) else min(height, width)
+        w, h = where(full, side, w), where(full, side, h)
+        x = where(full, (width - w) * 0.5, uniform() * (width - w))
+        y = where(full, (height - h) * 0.5, uniform() * (height - h))
+        return fn.stack(x, y), fn.stack(w, h)
+
 
 @register_policy("pad_crop")
 class PadCrop(Policy):
@@ -28,6 +79,30 @@ class PadCrop(Policy):
         return [v2.Resize(size, antialias=True), v2.CenterCrop(size),
                 v2.RandomCrop(size, padding=p.padding, padding_mode=p.padding_mode)]
 
+    @classmethod
+    def dali_neutral(cls):
+        return PadCropConfig(padding=0)
+
+    def dali(self, images, labels):
+        import nvidia.dali.math as dmath
+        import numpy as np
+        from nvidia.dali import fn, types
+
+        from lightning_modules.augment.dali_ops import uniform
+
+        p, size = self.params, float(self.image_size)
+        if p.padding_mode != "constant":
+            raise ConfigError(f"aug.pad_crop.padding_mode={p.padding_mode!r}: the DALI backend pads with zeros only "
+                              "(padding_mode=constant); use data.backend=torchvision for other modes")
+        images = fn.crop(fn.resize(images, resize_shorter=size), crop=(size, size))
+        if not isinstance(p.padding, (int, float)) or p.padding > 0:
+            # a random size x size window of the image padded by `padding`: offsets in [-padding, padding]
+            dx, dy = (dmath.floor(uniform() * (2 * p.padding + 1)) - p.padding for _ in range(2))
+            images = fn.slice(images, fn.stack(dx, dy), types.Constant(np.array([size, size], np.float32)),
+                              axis_names="WH", normalized_anchor=False, normalized_shape=False,
+                              out_of_bounds_policy="pad", fill_values=0)
+        return images
+
 
 @register_policy("flip")
 class Flip(Policy):
@@ -35,6 +110,20 @@ class Flip(Policy):
 
     def torchvision(self):
         return [v2.RandomHorizontalFlip(self.params.p)]
+
+    @classmethod
+    def dali_neutral(cls):
+        return FlipConfig(p=0.0)
+
+    def dali(self, images, labels):
+        from nvidia.dali import fn
+
+        from lightning_modules.augment.dali_ops import as_int, coin
+
+        flip = coin(self.params.p)
+        if flip is False:
+            return images
+        return fn.flip(images, horizontal=as_int(flip))
 
 
 @register_policy("color_jitter")
@@ -46,8 +135,37 @@ class ColorJitter(Policy):
         jitter = v2.ColorJitter(brightness=s, contrast=s, saturation=s, hue=self.params.hue)
         return [v2.RandomApply([jitter], p=self.params.p)]
 
+    @classmethod
+    def dali_neutral(cls):
+        return ColorJitterConfig(p=0.0)
+
+    def dali(self, images, labels):
+        import nvidia.dali.math as dmath
+        from nvidia.dali import fn
+
+        from lightning_modules.augment.dali_ops import coin, uniform, where
+
+        p = self.params
+        apply = coin(p.p)
+        if apply is False:
+            return images
+
+        def factor():  # U(1 - strength, 1 + strength), not below 0, as torchvision's ColorJitter
+            return dmath.max(1.0 + p.strength * (2.0 * uniform() - 1.0), 0.0)
+
+        return fn.color_twist(images, brightness=where(apply, factor(), 1.0), contrast=where(apply, factor(), 1.0),
+                              saturation=where(apply, factor(), 1.0),
+                              hue=where(apply, 360.0 * p.hue * (2.0 * uniform() - 1.0), 0.0))
+
 
 @register_policy("none")
 class NoAugmentation(Policy):
     def torchvision(self):
         return []
+
+    @classmethod
+    def dali_neutral(cls):
+        return cls.Params()
+
+    def dali(self, images, labels):
+        return images

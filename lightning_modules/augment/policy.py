@@ -34,12 +34,26 @@ class Policy:
         raise NotImplementedError(f"policy '{self.name}' does not implement torchvision()")
 
     def dali(self, images, labels):
-        """DALI operators for the DALI backend (``data.backend=dali``, not implemented yet).
+        """DALI operators for the DALI backend (``data.backend=dali``, lightning_modules/augment/dali.py).
 
         Called inside a ``nvidia.dali.pipeline_def`` with ``images``: decoded HWC uint8 RGB DataNodes and
-        ``labels``: int DataNodes; returns the augmented images DataNode (``image_size`` square when
-        ``sets_size``). Randomness must come from DALI's seeded random operators.
+        ``labels``: int32 DataNodes; returns the augmented images DataNode (``image_size`` square when
+        ``sets_size``). Randomness must come from DALI's seeded random operators. With class-conditional
+        overrides, a parameter in ``self.params`` that differs between classes is a per-sample float DataNode
+        (looked up from the label) instead of a number, so write the arithmetic to work on both
+        (``lightning_modules/augment/dali_ops.py``). ``self.input_hw`` is the (height, width) of ``images``.
         """
         raise NotImplementedError(
             f"augmentation policy '{self.name}' has no DALI implementation yet; use data.backend=torchvision"
         )
+
+    def dali_decode(self, encoded, labels, device: str):
+        """Optional, for a policy that comes first and sets the size: decode and crop in one step (DALI decodes
+        only the crop window). Returns the images, or None to let the backend decode the whole image."""
+        return None
+
+    @classmethod
+    def dali_neutral(cls):
+        """Parameters that make this policy do nothing beyond what an absent policy does, for class-conditional
+        policy lists on the DALI backend; None if there are none."""
+        return None
