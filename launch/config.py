@@ -171,6 +171,7 @@ class TrainerConfig:
     channels_last: bool = True  # NHWC weights and activations (tensor cores)
     cudnn_benchmark: bool = True  # autotuned cuDNN kernels; needs trainer.deterministic=false
     compile: bool = False  # torch.compile the module (also on CPU; first steps are slow while it compiles)
+    compile_backend: str = choice("inductor", ["inductor", "aot_eager", "cudagraphs"])  # torch.compile(backend=)
 
 
 @dataclass

@@ -55,7 +55,7 @@ def build_trainer(cfg: RunConfig, callbacks: list, loggers: list = (),
     )
 
 
-def fit(cfg: RunConfig) -> dict:
+def fit(cfg: RunConfig, extra_callbacks: list = ()) -> dict:
     """Train ``cfg`` and return the final metrics summary (also in run_dir/metrics.json)."""
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     choices = runtime.resolve(cfg)
@@ -68,7 +68,7 @@ def fit(cfg: RunConfig) -> dict:
     loggers, callbacks = wandb_loggers_and_callbacks(cfg)
     trainer = build_trainer(cfg, [PerClassResultsWriter(run_dir, data.class_names, cfg.metrics.worst_fraction),
                                   ParamGroupReport(run_dir, cfg.wd), runtime.RuntimeReport(run_dir, cfg, choices),
-                                  *callbacks], loggers, choices)
+                                  *callbacks, *extra_callbacks], loggers, choices)
     trainer.fit(runtime.prepare_module(model, choices), datamodule=data)
     metrics_path = run_dir / "metrics.json"
     return json.loads(metrics_path.read_text()) if metrics_path.exists() else {}

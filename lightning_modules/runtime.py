@@ -26,6 +26,7 @@ class RuntimeChoices:
     precision: str  # what the Trainer gets (the config's trainer.precision, or "32-true" without CUDA)
     channels_last: bool
     compile: bool
+    compile_backend: str
     pin_memory: bool
     cudnn_benchmark: bool
     notes: list[str] = field(default_factory=list)  # one line per fallback, also printed
@@ -45,15 +46,13 @@ def resolve(cfg: RunConfig, cuda: bool | None = None) -> RuntimeChoices:
         # bf16 autocast runs on CPU but is slower than fp32 on CPUs without bf16 units, and fp16 AMP is GPU-only.
         notes.append(f"trainer.precision={precision} needs CUDA; training in 32-true on CPU")
         precision = "32-true"
-    if t.channels_last and not cuda:
-        notes.append("trainer.channels_last is for CUDA tensor cores; keeping the default memory format on CPU")
     benchmark = t.cudnn_benchmark and cuda
     if t.cudnn_benchmark and cuda and t.deterministic:
         notes.append("trainer.cudnn_benchmark is off because trainer.deterministic=true "
                      "(set trainer.deterministic=false for the fastest cuDNN kernels)")
         benchmark = False
     return RuntimeChoices(cuda=cuda, precision=precision, channels_last=t.channels_last and cuda,
-                          compile=t.compile, pin_memory=cuda, cudnn_benchmark=benchmark, notes=notes)
+                          compile=t.compile, compile_backend=t.compile_backend, pin_memory=cuda, cudnn_benchmark=benchmark, notes=notes)
 
 
 def prepare_module(module: pl.LightningModule, choices: RuntimeChoices):
@@ -61,7 +60,7 @@ def prepare_module(module: pl.LightningModule, choices: RuntimeChoices):
     if choices.channels_last:
         module = module.to(memory_format=torch.channels_last)
     if choices.compile:
-        module = torch.compile(module)
+        module = torch.compile(module, backend=choices.compile_backend)
     return module
 
 
@@ -107,6 +106,7 @@ class RuntimeReport(pl.Callback):
         print(f"classreg runtime: precision {info['precision']}, channels_last {info['channels_last']}, "
               f"compile {info['compile']}, pin_memory {info['pin_memory']}, "
               f"cudnn.benchmark {info['cudnn_benchmark']}; world size {info['world_size']}, "
-              f"global batch {info['global_batch']}, lr {info['effective_lr']:g} "
-              f"({info['lr_scaling']} scaling from {info['base_lr']:g} at batch {info['lr_reference_batch']})")
+              f"global batch {info['global_batch']}, lr {info['effective_lr']:g} " + (
+                  f"(linear scaling from {info['base_lr']:g} at batch {info['lr_reference_batch']})"
+                  if info["lr_scaling"] == "linear" else "(optim.lr_scaling=none)"))
         atomic_write_text(self.path, json.dumps(info, indent=2) + "\n")
