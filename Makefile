@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 FASHION_MNIST := /usr/share/datasets/fashion-mnist
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-fast fashion-mnist chromium clean
+.PHONY: install demo test test-fast fashion-mnist chromium slurm clean
 
 install: $(STAMP)
 
@@ -32,10 +32,18 @@ chromium:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
 	fi
 
+# Debian's slurm-wlm (slurmctld, slurmd, slurm-client, munge) for the tests that run a real local
+# SLURM cluster (slurm/start_local_cluster.sh), when we are root and it is missing.
+slurm:
+	@if ! command -v slurmctld >/dev/null && [ ! -x /usr/sbin/slurmctld ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing slurm-wlm"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends slurm-wlm; \
+	fi
+
 demo: install fashion-mnist
 	$(BIN)/classreg demo
 
-test: install fashion-mnist chromium
+test: install fashion-mnist chromium slurm
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-fast: install

@@ -13,6 +13,7 @@ first timed step to the end of the last (Lightning's start-up and the final chec
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import statistics
 import sys
@@ -76,6 +77,8 @@ class StepTimer(pl.Callback):
 
 def run_classreg(cfg, warmup: int, steps: int) -> float:
     timer = StepTimer(warmup, steps)
+    # A fresh run folder each time: fit resumes from a checkpoint it finds in its folder.
+    cfg = dataclasses.replace(cfg, name=f"run-{time.time_ns()}")
     fit(cfg, extra_callbacks=[timer])
     return (steps - warmup) * cfg.data.batch_size / (timer.end - timer.start)
 

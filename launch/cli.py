@@ -86,8 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fashion-mnist only: let torchvision download it here when it is not installed")
     p.set_defaults(func=_cmd_shard)
 
-    p = sub.add_parser("demo", help="shard Fashion-MNIST and train a short run on it")
-    p.add_argument("--workdir", default="demo", help="where shards and runs go (default ./demo)")
+    p = sub.add_parser("demo", help="shard Fashion-MNIST, run a small regularization sweep here, report it")
+    p.add_argument("--workdir", default="demo", help="where shards, the sweep and the report go (default ./demo)")
+    p.add_argument("--jobs", "-j", type=int, default=None, help="runs at a time (default: one per core)")
     p.add_argument("--fashion-mnist-dir", default=None, help="folder with the Fashion-MNIST IDX files")
     p.add_argument("overrides", nargs="*", metavar="key.path=value")
     p.set_defaults(func=_cmd_demo)
@@ -115,6 +116,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report", action="store_true", help="then run `classreg report` on the probe runs")
     p.add_argument("overrides", nargs="*", metavar="key.path=value", help="overrides of the downstream config")
     p.set_defaults(func=_cmd_transfer)
+
+    from launch.sweep_cli import add_sweep_parser
+
+    add_sweep_parser(sub)
     return parser
 
 
@@ -128,10 +133,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     from datamodules.shard_writer import ShardError
     from launch.report.errors import ReportError
+    from launch.sweep_cli import sweep_errors
 
     try:
         return args.func(args)
-    except (ConfigError, ShardError, ReportError) as e:
+    except (ConfigError, ShardError, ReportError, *sweep_errors()) as e:
         print(f"classreg {args.command}: error: {e}", file=sys.stderr)
         return 2
 

@@ -1,30 +1,85 @@
-"""`classreg demo`: Fashion-MNIST -> shards -> one short training run -> per-class table."""
+"""`classreg demo`: Fashion-MNIST -> shards -> a small regularization sweep run here -> the report."""
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
 
+import yaml
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from datamodules.fashion_mnist import shard_fashion_mnist
 from datamodules.shard_writer import MANIFEST
-from launch.config import load_config
-from launch.fit import fit
-from launch.per_class_table import print_per_class
+from launch.local_executor import LocalExecutor
+from launch.report import build_report
+from launch.sweep import materialise
 
-DEMO_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "fashion_mnist_demo.yaml"
+DEMO_SPEC = Path(__file__).resolve().parent.parent / "configs" / "sweeps" / "fashion_mnist_demo.yaml"
+
+
+def demo_spec(workdir: Path, shards: Path, overrides: list[str]) -> Path:
+    """The shipped demo spec with this machine's shard folder and the user's overrides added."""
+    spec = yaml.safe_load(DEMO_SPEC.read_text())
+    spec["overrides"] = [*spec.get("overrides", []), f"data.root={shards.resolve()}", *overrides]
+    path = workdir / "demo_sweep.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return path
+
+
+def run_sweep_with_progress(sweep, jobs: int, console: Console) -> dict[str, int]:
+    total = len(sweep.point_dirs())
+    columns = (SpinnerColumn(), TextColumn("[bold]points"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("{task.fields[running]} running"), TimeElapsedColumn())
+    with Progress(*columns, console=console) as progress:
+        already = sum(1 for _, s in sweep.statuses() if s["state"] == "done")
+        task = progress.add_task("sweep", total=total, completed=already, running=0)
+        running = set()
+
+        def on_event(point_id: str, what: str) -> None:
+            if what == "running":
+                running.add(point_id)
+            else:
+                running.discard(point_id)
+                progress.advance(task)
+                acc = ""
+                metrics = sweep.points_dir / point_id / "metrics.json"
+                if what == "done" and metrics.is_file():
+                    import json
+
+                    last = json.loads(metrics.read_text())["last"]
+                    acc = f" (accuracy {100 * last['accuracy']:.1f}%, worst class {last['worst_class']} " \
+                          f"{100 * last['worst_class_accuracy']:.1f}%)"
+                progress.console.print(f"  {point_id}: {what}{acc}")
+            progress.update(task, running=len(running))
+
+        return LocalExecutor(sweep, jobs=jobs, on_event=on_event).run()
 
 
 def run_demo(args) -> int:
     console = Console()
+    started = time.time()
     workdir = Path(args.workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
     shards = workdir / "shards" / "fashion-mnist"
     if (shards / MANIFEST).exists():
-        console.print(f"[bold]1/2[/bold] using existing shards in {shards}")
+        console.print(f"[bold]1/3[/bold] using the Fashion-MNIST shards in {shards}")
     else:
-        console.print(f"[bold]1/2[/bold] writing Fashion-MNIST shards to {shards}")
+        console.print(f"[bold]1/3[/bold] writing Fashion-MNIST shards to {shards}")
         shard_fashion_mnist(shards, folder=args.fashion_mnist_dir, download_root=workdir / "download")
-    cfg = load_config(DEMO_CONFIG, [f"data.root={shards}", f"out_dir={workdir / 'runs'}", *args.overrides])
-    console.print(f"[bold]2/2[/bold] training {cfg.model.arch} for {cfg.trainer.max_epochs} epochs -> {cfg.run_dir}")
-    fit(cfg)
-    print_per_class(cfg.run_dir, console)
+
+    sweep, _, total = materialise(demo_spec(workdir, shards, args.overrides), workdir / "sweep")
+    jobs = args.jobs or max(1, len(os.sched_getaffinity(0)))
+    console.print(f"[bold]2/3[/bold] sweep {sweep.name}: {total} runs (crop strength x weight decay x seeds), "
+                  f"{jobs} at a time -> {sweep.dir}")
+    counts = run_sweep_with_progress(sweep, jobs, console)
+    if counts.get("failed"):
+        console.print(f"[red]{counts['failed']} run(s) failed[/red]: see `classreg sweep status {sweep.dir}`")
+        return 1
+
+    console.print("[bold]3/3[/bold] report")
+    report = build_report([sweep.dir], out_dir=workdir / "report", progress=True)
+    console.print(f"\n[bold]{report.headline}[/bold]")
+    console.print(f"report: {report.html}   (tables and figures in {report.out_dir})")
+    console.print(f"demo finished in {(time.time() - started) / 60:.1f} minutes")
     return 0

@@ -10,9 +10,11 @@ from pytorch_lightning.loggers import CSVLogger
 
 from datamodules.shard_datamodule import ShardDataModule
 from launch.config import RunConfig, save_resolved
+from launch.resume import find_resume_checkpoint, keep_previous_log
 from lightning_modules import runtime
 from lightning_modules.classifier import Classifier
 from lightning_modules.per_class_results import PerClassResultsWriter
+from lightning_modules.resume_recorder import ResumeRecorder
 from lightning_modules.wandb_logging import wandb_loggers_and_callbacks
 from lightning_modules.weight_decay import ParamGroupReport
 
@@ -65,10 +67,15 @@ def fit(cfg: RunConfig, extra_callbacks: list = ()) -> dict:
     run_dir.mkdir(parents=True, exist_ok=True)
     save_resolved(cfg, run_dir / "config.yaml")
     model = Classifier.from_config(cfg, data.class_names)
+    ckpt_path = find_resume_checkpoint(run_dir)  # hpc checkpoint after a requeue, else last.ckpt, else None
+    if ckpt_path is not None:
+        print(f"resuming {run_dir} from {ckpt_path}", flush=True)
+        keep_previous_log(run_dir)  # the CSV logger would delete the scalars logged before the restart
     loggers, callbacks = wandb_loggers_and_callbacks(cfg)
-    trainer = build_trainer(cfg, [PerClassResultsWriter(run_dir, data.class_names, cfg.metrics.worst_fraction),
-                                  ParamGroupReport(run_dir, cfg.wd), runtime.RuntimeReport(run_dir, cfg, choices),
-                                  *callbacks, *extra_callbacks], loggers, choices)
-    trainer.fit(runtime.prepare_module(model, choices), datamodule=data)
+    callbacks = [PerClassResultsWriter(run_dir, data.class_names, cfg.metrics.worst_fraction),
+                 ParamGroupReport(run_dir, cfg.wd), ResumeRecorder(run_dir, ckpt_path),
+                 runtime.RuntimeReport(run_dir, cfg, choices), *callbacks, *extra_callbacks]
+    trainer = build_trainer(cfg, callbacks, loggers, choices)
+    trainer.fit(runtime.prepare_module(model, choices), datamodule=data, ckpt_path=ckpt_path)
     metrics_path = run_dir / "metrics.json"
     return json.loads(metrics_path.read_text()) if metrics_path.exists() else {}

@@ -12,7 +12,6 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from launch.config import ConfigError
-from lightning_modules.runtime import scaled_lr
 
 PLACED = {"trainer.num_nodes": ("nodes", "--nodes"), "trainer.devices": ("tasks_per_node", "--ntasks-per-node")}
 
@@ -62,6 +61,8 @@ def check_resources(spec, spec_path, base_path: Path, points: list) -> None:
 
 def scale_summary(spec, points: list) -> str:
     """One line for `sweep plan`: processes per point, global batch and the lr each point trains with."""
+    from lightning_modules.runtime import scaled_lr  # torch: only when a plan is printed
+
     r = spec.resources
     world = r.nodes * r.tasks_per_node
     lrs = sorted({scaled_lr(p.config.optim, p.config.data.batch_size, world)[0] for p in points})

@@ -56,3 +56,51 @@ def cifar_shards(cifar_tree, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("cifar_shards")
     shard_image_tree(cifar_tree, out, shard_size=50, seed=0, workers=2)
     return out
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster():
+    """A real single-node SLURM cluster (slurm/start_local_cluster.sh) for this test session.
+
+    Yields its environment (SLURM_CONF, exported into os.environ too); stopped at the end by its pid files.
+    Each test keeps its own sweep folders: job ids restart at 1 on every fresh cluster."""
+    import shutil
+    import subprocess
+
+    if shutil.which("slurmctld") is None and not Path("/usr/sbin/slurmctld").exists():
+        pytest.fail("SLURM is not installed: run `make slurm` as root (Debian package slurm-wlm)")
+    import tempfile
+
+    # not under pytest's 0700 tmp folders: munged wants o+x on every folder above its socket
+    base = Path(tempfile.mkdtemp(prefix="classreg-slurm-"))
+    base.chmod(0o755)
+    ctld, slurmd = _free_port(), _free_port()
+    env = {**os.environ, "LOCAL_SLURM_BASE": str(base), "LOCAL_SLURM_CTLD_PORT": str(ctld),
+           "LOCAL_SLURM_SLURMD_PORT": str(slurmd), "LOCAL_SLURM_CPUS": "2", "LOCAL_SLURM_CRED_EXPIRE": "5",
+           "PATH": os.environ.get("PATH", "") + ":/usr/sbin"}
+    started = subprocess.run(["bash", str(REPO / "slurm" / "start_local_cluster.sh")], env=env,
+                             capture_output=True, text=True, timeout=120)
+    if started.returncode != 0:
+        pytest.fail(f"local SLURM cluster did not start:\n{started.stdout}\n{started.stderr}")
+    conf = [ln.split("=", 1)[1] for ln in started.stdout.splitlines() if ln.startswith("export SLURM_CONF=")][0]
+    saved = {k: os.environ.get(k) for k in ("SLURM_CONF", "PATH")}
+    os.environ["SLURM_CONF"], os.environ["PATH"] = conf, env["PATH"]
+    try:
+        yield {"SLURM_CONF": conf, "base": base}
+    finally:
+        subprocess.run(["bash", str(REPO / "slurm" / "stop_local_cluster.sh")], env=env, capture_output=True,
+                       timeout=120)
+        shutil.rmtree(base, ignore_errors=True)  # the daemons are stopped
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v

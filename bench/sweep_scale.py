@@ -1,0 +1,119 @@
+"""Benchmark (not a test): `sweep submit` of a 1,000-point grid and `sweep status` of 10,000 point folders.
+
+    python bench/sweep_scale.py [--workdir DIR]
+
+Submission is timed as `classreg sweep submit` does it: validate every point, write its folder
+(config.yaml, status.json), render the job-array script and, when a SLURM cluster answers (SLURM_CONF set,
+e.g. by slurm/start_local_cluster.sh), submit it held (`--hold`), mark 1,000 points queued and cancel it;
+otherwise as `--dry-run`. Targets: submit < 2 s, status < 1 s.
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import random
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from rich.console import Console  # noqa: E402
+
+from launch.sweep import Sweep, cancel, materialise, submit  # noqa: E402
+from launch.sweep_report import print_status, status_json, status_rows  # noqa: E402
+from launch.sweep_status import read_status, transition  # noqa: E402
+
+
+def write_spec(path: Path, name: str, seeds: int) -> Path:
+    spec = {"name": name, "base": "configs/cifar10_resnet18.yaml", "overrides": ["data.root=/data/cifar10"],
+            "axes": {"product": {"optim.lr": [round(0.01 * (i + 1), 2) for i in range(10)],
+                                 "optim.label_smoothing": [round(0.05 * i, 2) for i in range(10)]}},
+            "seeds": list(range(seeds)), "resources": {"cpus_per_task": 1, "mem": "100M", "throttle": 100}}  # the local cluster has no GPUs
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def timed(fn):
+    t = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - t, out
+
+
+def floor_write(folder: Path, n: int) -> float:
+    """What the filesystem alone needs: n new folders with two small files each (no Python work)."""
+    folder.mkdir(parents=True)
+    t = time.perf_counter()
+    for i in range(n):
+        os.mkdir(folder / str(i))
+        for name in ("config.yaml", "status.json"):
+            with open(folder / str(i) / name, "w") as fh:
+                fh.write("x" * 800)
+    return time.perf_counter() - t
+
+
+def floor_read(folder: Path) -> float:
+    t = time.perf_counter()
+    for entry in os.scandir(folder):
+        with open(os.path.join(entry.path, "status.json")) as fh:
+            fh.read()
+    return time.perf_counter() - t
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--workdir", default=None, help="where the sweep folders go (default: a temp folder)")
+    a = ap.parse_args()
+    work = Path(a.workdir or tempfile.mkdtemp(prefix="sweep-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+
+    spec = write_spec(work / "grid1000.yaml", "grid1000", seeds=10)
+    t_mat, (sweep, new, total) = timed(lambda: materialise(spec, work / "grid1000"))
+    real = bool(os.environ.get("SLURM_CONF")) and shutil.which("sbatch") is not None
+    t_sub, (job, ids) = timed(lambda: submit(sweep, dry_run=not real, hold=True))
+    how = f"sbatch --hold (job {job}), {len(ids)} points marked queued" if real else "--dry-run (no SLURM here)"
+    print(f"submit of {total} points: {t_mat + t_sub:.2f} s "
+          f"(validate + write folders {t_mat:.2f} s; render job array, {how}: {t_sub:.2f} s)")
+    if real:
+        t_cancel, cancelled = timed(lambda: cancel(sweep))
+        print(f"cancel of {len(cancelled)} queued points: {t_cancel:.2f} s")
+    print(f"  (this filesystem alone: 1000 folders with 2 small files take {floor_write(work / 'floor1000', 1000):.2f} s)")
+    t_again, (_, new_again, _) = timed(lambda: materialise(spec, work / "grid1000"))
+    print(f"submit again (nothing new, {new_again} new points): {t_again:.2f} s")
+
+    spec = write_spec(work / "grid10000.yaml", "grid10000", seeds=100)
+    t_big, (sweep, _, total) = timed(lambda: materialise(spec, work / "grid10000"))
+    rng = random.Random(0)
+    points = sweep.point_dirs()
+    for p in rng.sample(points, 3000):  # a sweep in flight: done, running, failed points
+        st = rng.choice(["done", "done", "running", "failed"])
+        if st == "done":
+            transition(p, "running", owner={"kind": "slurm", "job_id": "1_1"})
+            transition(p, "done", result={"epoch": 89, "accuracy": rng.random()})
+        elif st == "running":
+            transition(p, "running", owner={"kind": "slurm", "job_id": "1_2"})
+            (p / "metrics.json").write_text(json.dumps({"last": {"epoch": 10, "accuracy": 0.5}}))
+        else:
+            (p / "log.out").write_text("line\n" * 50 + "RuntimeError: boom\n")
+            transition(p, "failed", reason="exit code 1", log=str(p / "log.out"))
+    print(f"(set up {total} point folders in {t_big:.1f} s)")
+    sweep = Sweep.open(work / "grid10000")
+    t_rows, rows = timed(lambda: status_rows(sweep, {}))
+    console = Console(file=io.StringIO(), width=140)
+    t_table, _ = timed(lambda: print_status(sweep, rows, limit=200, console=console))
+    t_json, text = timed(lambda: status_json(sweep, rows))
+    print(f"status of {len(rows)} points: {t_rows + t_table:.2f} s (read {t_rows:.2f} s, table {t_table:.2f} s); "
+          f"--json {t_rows + t_json:.2f} s ({len(text) / 1e6:.1f} MB)")
+    print(f"  (this filesystem alone: reading 10000 small files takes {floor_read(sweep.points_dir):.2f} s)")
+    assert read_status(points[0])["id"] == points[0].name
+    print(f"folders kept in {work}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,62 @@
+"""Helpers shared by the sweep tests: tiny specs on the CIFAR shards, waiting, reading statuses."""
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from pathlib import Path
+
+import yaml
+
+TINY = ["model.arch=resnet20", "data.image_size=32", "data.batch_size=32", "data.num_workers=0",
+        "trainer.progress_bar=false", "trainer.limit_val_batches=1"]
+
+
+def write_spec(path: Path, shards: Path, name: str, axes: dict, seeds=(), epochs: int = 1,
+               extra: tuple[str, ...] = (), throttle: int = 2) -> Path:
+    spec = {
+        "name": name, "base": "configs/fashion_mnist_demo.yaml",
+        "overrides": [f"data.root={shards}", f"trainer.max_epochs={epochs}", *TINY, *extra],
+        "axes": axes, "seeds": list(seeds),
+        "resources": {"cpus_per_task": 1, "mem": "500M", "time": "00:10:00", "throttle": throttle},
+    }
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return path
+
+
+def statuses(sweep_dir: Path) -> dict[str, dict]:
+    out = {}
+    for f in sorted((sweep_dir / "points").glob("*/status.json")):
+        s = json.loads(f.read_text())
+        out[s["id"]] = s
+    return out
+
+
+def wait_for(predicate, timeout: float, what: str, sweep_dir: Path | None = None, poll: float = 0.5):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(poll)
+    detail = ""
+    if sweep_dir is not None:
+        detail = "\n".join(f"{k}: {s['state']} {s.get('reason') or ''}" for k, s in statuses(sweep_dir).items())
+        for log in sorted((sweep_dir / "logs").glob("*.out")) if (sweep_dir / "logs").is_dir() else []:
+            detail += f"\n--- {log.name}\n" + "\n".join(log.read_text().splitlines()[-15:])
+        detail += "\n--- squeue\n" + subprocess.run(["squeue", "-r"], capture_output=True, text=True).stdout
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}\n{detail}")
+
+
+def assert_never_ran_twice(status: dict) -> None:
+    """Between two 'running' entries there is an end (done/failed/cancelled) or it is the same job's requeue."""
+    last_running = None
+    for entry in status["history"]:
+        if entry["state"] == "running":
+            if last_running is not None:
+                same_job = entry.get("job_id") and entry.get("job_id") == last_running.get("job_id")
+                assert same_job and entry.get("restart_count", 0) > last_running.get("restart_count", 0), \
+                    f"point {status['id']} ran twice at once: {status['history']}"
+            last_running = entry
+        elif entry["state"] in ("done", "failed", "cancelled"):
+            last_running = None
