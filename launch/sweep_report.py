@@ -135,7 +135,7 @@ def print_plan(summary: dict, points: list[Point], limit: int, console: Optional
     axes = " x ".join(f"{k} ({n})" for k, n in summary["axes"].items()) or "no axes"
     console.print(f"{summary['points']} points = {axes}" + (f" x {summary['seeds']} seeds" if summary["seeds"] else "")
                   + f"; {summary['epochs_total']} epochs in all; {summary['gpus_per_point']} GPU(s) per point")
-    console.print(summary["scale"])
+    console.print(summary["scale"], soft_wrap=True)
     if summary["epoch_minutes"]:
         console.print(f"estimate ({summary['estimate_source']}, {summary['epoch_minutes']:.2f} min/epoch): "
                       f"{summary['gpu_hours']} GPU-hours, {summary['node_hours']} node-hours")

@@ -67,6 +67,6 @@ def scale_summary(spec, points: list) -> str:
     world = r.nodes * r.tasks_per_node
     lrs = sorted({scaled_lr(p.config.optim, p.config.data.batch_size, world)[0] for p in points})
     batches = sorted({p.config.data.batch_size * world for p in points})
-    return (f"{r.nodes} node(s) x {r.tasks_per_node} task(s) = world size {world} per point"
-            f"{' (gloo on CPU)' if not r.gpus_per_node else ' (NCCL)'}; global batch "
+    backend = "" if world == 1 else ", NCCL" if r.gpus_per_node else ", gloo on CPU"
+    return (f"{r.nodes} node(s) x {r.tasks_per_node} task(s) = world size {world} per point{backend}; global batch "
             f"{', '.join(map(str, batches))}; lr {', '.join(f'{v:g}' for v in lrs)}")

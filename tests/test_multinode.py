@@ -86,5 +86,5 @@ def test_resources_that_contradict_the_trainer_fail_before_queueing(cifar_shards
 def test_paper_grid_spec_plans(capsys):
     assert main(["sweep", "plan", "configs/sweeps/paper_grid.yaml"]) == 0
     out = capsys.readouterr().out
-    assert "105 points" in out or "105" in out
-    assert "world size 8 per point (NCCL); global batch 1024; lr 0.4" in out
+    assert "105 points = aug.rrc.min_scale (7) x wd.value (5) x 3 seeds" in out
+    assert "1 node(s) x 8 task(s) = world size 8 per point, NCCL; global batch 1024; lr 0.4" in out
