@@ -79,7 +79,7 @@ def run_demo(args) -> int:
 
     console.print("[bold]3/3[/bold] report")
     report = build_report([sweep.dir], out_dir=workdir / "report", progress=True)
-    console.print(f"\n[bold]{report.headline}[/bold]")
+    console.print(f"\n[bold]{report.headline}[/bold]", soft_wrap=True)  # one line: tests and users grep it
     console.print(f"report: {report.html}   (tables and figures in {report.out_dir})")
     console.print(f"demo finished in {(time.time() - started) / 60:.1f} minutes")
     return 0
