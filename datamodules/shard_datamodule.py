@@ -16,8 +16,10 @@ from lightning_modules.augment import build_train_transform
 
 class ShardDataModule(pl.LightningDataModule):
     def __init__(self, cfg: DataConfig, seed: int = 0, train_transform: Optional[Callable] = None,
-                 aug: Optional[AugConfig] = None, eval_keys: bool = False):
+                 aug: Optional[AugConfig] = None, eval_keys: bool = False,
+                 pin_memory: bool = False):
         super().__init__()
+        self.pin_memory = pin_memory  # page-locked batches for faster host-to-GPU copies (CUDA runs only)
         self.cfg, self.seed = cfg, seed
         self.eval_keys = eval_keys  # evaluation batches also carry the sample keys (for ImageNet ReaL labels)
         self.root = Path(cfg.root)
@@ -55,7 +57,7 @@ class ShardDataModule(pl.LightningDataModule):
             keys=self.eval_keys and not train,
         )
         return DataLoader(stream, batch_size=None, num_workers=self.cfg.num_workers,
-                          persistent_workers=False, pin_memory=False)
+                          persistent_workers=False, pin_memory=self.pin_memory)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.cfg.train_split, train=True)

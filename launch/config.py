@@ -67,6 +67,10 @@ class OptimConfig:
     warmup_epochs: float = bounded(0.0, 0.0)
     warmup_start_factor: float = bounded(0.1, 0.0, 1.0)
     schedule: str = choice("cosine", ["cosine", "constant"])
+    # "linear": the lr used is optim.lr x global batch / lr_reference_batch (Goyal et al. 2017), where the
+    # global batch is data.batch_size x trainer.devices x trainer.num_nodes; "none": optim.lr as given.
+    lr_scaling: str = choice("none", ["none", "linear"])
+    lr_reference_batch: int = bounded(256, 1)
 
 
 @dataclass
@@ -165,6 +169,11 @@ class TrainerConfig:
     check_val_every_n_epoch: int = bounded(1, 1)
     log_every_n_steps: int = bounded(50, 1)
     progress_bar: bool = True
+    # GPU features, used only when the run trains on CUDA (see runtime.json in the run folder):
+    channels_last: bool = True  # NHWC weights and activations (tensor cores)
+    cudnn_benchmark: bool = True  # autotuned cuDNN kernels; needs trainer.deterministic=false
+    compile: bool = False  # torch.compile the module (also on CPU; first steps are slow while it compiles)
+    compile_backend: str = choice("inductor", ["inductor", "aot_eager", "cudagraphs"])  # torch.compile(backend=)
 
 
 @dataclass

@@ -11,6 +11,7 @@ from pytorch_lightning.loggers import CSVLogger
 from datamodules.shard_datamodule import ShardDataModule
 from launch.config import RunConfig, save_resolved
 from launch.resume import find_resume_checkpoint, keep_previous_log
+from lightning_modules import runtime
 from lightning_modules.classifier import Classifier
 from lightning_modules.per_class_results import PerClassResultsWriter
 from lightning_modules.resume_recorder import ResumeRecorder
@@ -23,8 +24,10 @@ warnings.filterwarnings("ignore", message=".*`srun` command is available.*")
 warnings.filterwarnings("ignore", message=".*Your `IterableDataset` has `__len__` defined.*")
 
 
-def build_trainer(cfg: RunConfig, callbacks: list, loggers: list = ()) -> pl.Trainer:
+def build_trainer(cfg: RunConfig, callbacks: list, loggers: list = (),
+                  choices: runtime.RuntimeChoices | None = None) -> pl.Trainer:
     t = cfg.trainer
+    choices = choices or runtime.resolve(cfg)
     run_dir = cfg.run_dir
     checkpoint = ModelCheckpoint(
         dirpath=run_dir / "checkpoints", filename="best-{epoch:03d}", monitor="val/acc", mode="max",
@@ -38,7 +41,8 @@ def build_trainer(cfg: RunConfig, callbacks: list, loggers: list = ()) -> pl.Tra
         accelerator=t.accelerator,
         devices=t.devices,
         num_nodes=t.num_nodes,
-        precision=t.precision,
+        precision=choices.precision,
+        benchmark=choices.cudnn_benchmark,
         deterministic="warn" if t.deterministic else False,
         limit_train_batches=t.limit_train_batches if t.limit_train_batches != 1.0 else None,
         limit_val_batches=t.limit_val_batches if t.limit_val_batches != 1.0 else None,
@@ -53,15 +57,17 @@ def build_trainer(cfg: RunConfig, callbacks: list, loggers: list = ()) -> pl.Tra
     )
 
 
-def fit(cfg: RunConfig) -> dict:
+def fit(cfg: RunConfig, extra_callbacks: list = ()) -> dict:
     """Train ``cfg`` and return the final metrics summary (also in run_dir/metrics.json)."""
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    choices = runtime.resolve(cfg)
     if cfg.data.backend == "dali":  # its batches carry no sample keys: ReaL labels need the torchvision backend
         from datamodules.dali_datamodule import DaliDataModule
 
         data = DaliDataModule(cfg.data, seed=cfg.seed, aug=cfg.aug)
     else:
-        data = ShardDataModule(cfg.data, seed=cfg.seed, aug=cfg.aug, eval_keys=bool(cfg.metrics.real_labels))
+        data = ShardDataModule(cfg.data, seed=cfg.seed, aug=cfg.aug, eval_keys=bool(cfg.metrics.real_labels),
+                               pin_memory=choices.pin_memory)
     run_dir = cfg.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
     save_resolved(cfg, run_dir / "config.yaml")
@@ -72,8 +78,9 @@ def fit(cfg: RunConfig) -> dict:
         keep_previous_log(run_dir)  # the CSV logger would delete the scalars logged before the restart
     loggers, callbacks = wandb_loggers_and_callbacks(cfg)
     callbacks = [PerClassResultsWriter(run_dir, data.class_names, cfg.metrics.worst_fraction),
-                 ParamGroupReport(run_dir, cfg.wd), ResumeRecorder(run_dir, ckpt_path), *callbacks]
-    trainer = build_trainer(cfg, callbacks, loggers)
-    trainer.fit(model, datamodule=data, ckpt_path=ckpt_path)
+                 ParamGroupReport(run_dir, cfg.wd), ResumeRecorder(run_dir, ckpt_path),
+                 runtime.RuntimeReport(run_dir, cfg, choices), *callbacks, *extra_callbacks]
+    trainer = build_trainer(cfg, callbacks, loggers, choices)
+    trainer.fit(runtime.prepare_module(model, choices), datamodule=data, ckpt_path=ckpt_path)
     metrics_path = run_dir / "metrics.json"
     return json.loads(metrics_path.read_text()) if metrics_path.exists() else {}

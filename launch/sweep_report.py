@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from launch.sweep import Sweep
+from launch.sweep_resources import scale_summary
 from launch.sweep_spec import Point, SweepSpec
 from launch.sweep_status import STATES, owner_text, tail
 
@@ -113,7 +114,8 @@ def plan_summary(spec: SweepSpec, points: list[Point], epoch_minutes: Optional[f
         axes["(" + ", ".join(spec.axes.zip) + ")"] = len(next(iter(spec.axes.zip.values())))
     out = {"name": spec.name, "points": len(points), "axes": axes,
            "seeds": len(spec.seeds), "epochs_total": epochs, "nodes_per_point": r.nodes,
-           "gpus_per_point": r.nodes * r.gpus_per_node, "epoch_minutes": epoch_minutes, "estimate_source": source}
+           "gpus_per_point": r.nodes * r.gpus_per_node, "epoch_minutes": epoch_minutes, "estimate_source": source,
+           "scale": scale_summary(spec, points)}
     if epoch_minutes:
         node_hours = epochs * epoch_minutes / 60 * r.nodes
         out.update(node_hours=round(node_hours, 2), gpu_hours=round(node_hours * r.gpus_per_node, 2))
@@ -133,6 +135,7 @@ def print_plan(summary: dict, points: list[Point], limit: int, console: Optional
     axes = " x ".join(f"{k} ({n})" for k, n in summary["axes"].items()) or "no axes"
     console.print(f"{summary['points']} points = {axes}" + (f" x {summary['seeds']} seeds" if summary["seeds"] else "")
                   + f"; {summary['epochs_total']} epochs in all; {summary['gpus_per_point']} GPU(s) per point")
+    console.print(summary["scale"], soft_wrap=True)
     if summary["epoch_minutes"]:
         console.print(f"estimate ({summary['estimate_source']}, {summary['epoch_minutes']:.2f} min/epoch): "
                       f"{summary['gpu_hours']} GPU-hours, {summary['node_hours']} node-hours")

@@ -29,6 +29,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from launch.config import ConfigError, RunConfig, _merge, bounded, load_config, validate
+from launch.sweep_resources import check_resources
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # Set per point by the sweep itself (run folder) or by `resources` (Lightning: --nodes/--ntasks-per-node).
@@ -213,6 +214,7 @@ def resolve_points(spec: SweepSpec, spec_path: str | Path, out_dir: str | Path =
         # The W&B group is the sweep; the run id follows from (group, name), so a resumed point continues its run.
         cfg.out_dir, cfg.name, cfg.logger.group = str(out_dir), pid, cfg.logger.group or spec.name
         points.append(Point(i, pid, params, cfg))
+    check_resources(spec, spec_path, base_path, points)  # before anything is written or queued
     return points
 
 

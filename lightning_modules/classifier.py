@@ -10,7 +10,7 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from launch.config import RunConfig
-from lightning_modules import weight_decay
+from lightning_modules import runtime, weight_decay
 from lightning_modules.models import build_model
 from lightning_modules.per_class_metrics import PerClassCounts, PerClassResult
 from lightning_modules.real_labels import RealLabels
@@ -82,8 +82,9 @@ class Classifier(pl.LightningModule):
 
     def configure_optimizers(self):
         o = self.cfg.optim
+        lr, _ = runtime.scaled_lr(o, self.cfg.data.batch_size, self.trainer.world_size)
         optimizer = torch.optim.SGD(
-            weight_decay.param_groups(self.model, self.cfg.wd), lr=o.lr, momentum=o.momentum, nesterov=o.nesterov
+            weight_decay.param_groups(self.model, self.cfg.wd), lr=lr, momentum=o.momentum, nesterov=o.nesterov
         )
         total = int(self.trainer.estimated_stepping_batches)
         warmup = int(round(o.warmup_epochs * total / max(1, self.trainer.max_epochs)))
