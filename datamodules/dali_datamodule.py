@@ -17,7 +17,7 @@ import torch
 from pytorch_lightning.utilities import rank_zero_info
 
 from datamodules.dali_pipeline import READER, build_pipeline, decode_device, shard_files
-from datamodules.shard_writer import ShardError, read_manifest
+from datamodules.shard_writer import ShardError, open_shards
 from launch.config import AugConfig, DataConfig
 from lightning_modules.augment.dali import check_dali_support
 from lightning_modules.augment.transform import class_index
@@ -133,14 +133,7 @@ class DaliDataModule(pl.LightningDataModule):
         super().__init__()
         self.cfg, self.seed, self.aug = cfg, seed, aug or AugConfig()
         self.root = Path(cfg.root)
-        self.manifest, self.class_names = read_manifest(self.root)
-        splits = self.manifest["splits"]
-        self.val_split = cfg.val_split
-        if self.val_split == "auto":
-            self.val_split = "val" if "val" in splits else "test"
-        for name, split in (("data.train_split", cfg.train_split), ("data.val_split", self.val_split)):
-            if split not in splits:
-                raise ShardError(f"{name}={split!r}: the shards in '{self.root}' have splits {sorted(splits)}")
+        self.manifest, self.class_names, self.val_split = open_shards(cfg)
         check_dali_support(self.aug)
         for key in self.aug.class_overrides:  # class names are checked before any work, as on torchvision
             class_index(key, self.class_names)

@@ -8,7 +8,7 @@ import pytorch_lightning as pl
 from torch.utils.data import DataLoader
 
 from datamodules.shard_stream import ShardStream
-from datamodules.shard_writer import ShardError, read_manifest
+from datamodules.shard_writer import open_shards
 from datamodules.transforms import eval_transform
 from launch.config import AugConfig, DataConfig
 from lightning_modules.augment import build_train_transform
@@ -23,14 +23,7 @@ class ShardDataModule(pl.LightningDataModule):
         self.cfg, self.seed = cfg, seed
         self.eval_keys = eval_keys  # evaluation batches also carry the sample keys (for ImageNet ReaL labels)
         self.root = Path(cfg.root)
-        self.manifest, self.class_names = read_manifest(self.root)
-        splits = self.manifest["splits"]
-        self.val_split = cfg.val_split
-        if self.val_split == "auto":
-            self.val_split = "val" if "val" in splits else "test"
-        for name, split in (("data.train_split", cfg.train_split), ("data.val_split", self.val_split)):
-            if split not in splits:
-                raise ShardError(f"{name}={split!r}: the shards in '{self.root}' have splits {sorted(splits)}")
+        self.manifest, self.class_names, self.val_split = open_shards(cfg)
         # The training policy (lightning_modules/augment); class overrides are checked against class_names here.
         self.train_transform = train_transform or build_train_transform(
             aug or AugConfig(), self.class_names, cfg.image_size, cfg.mean, cfg.std)

@@ -376,3 +376,14 @@ def read_manifest(root: str | os.PathLike) -> tuple[dict, list[str]]:
     classes_map = json.loads((root / CLASSES).read_text())
     classes = [classes_map[str(i)] for i in range(len(classes_map))]
     return manifest, classes
+
+
+def open_shards(cfg) -> tuple[dict, list[str], str]:
+    """Manifest, class names and the validation split for a ``DataConfig``; ShardError names a missing split."""
+    manifest, classes = read_manifest(cfg.root)
+    splits = manifest["splits"]
+    val_split = cfg.val_split if cfg.val_split != "auto" else ("val" if "val" in splits else "test")
+    for name, split in (("data.train_split", cfg.train_split), ("data.val_split", val_split)):
+        if split not in splits:
+            raise ShardError(f"{name}={split!r}: the shards in '{cfg.root}' have splits {sorted(splits)}")
+    return manifest, classes, val_split
