@@ -35,8 +35,10 @@ from PIL import Image
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from datamodules.shard_writer import read_manifest, shard_image_tree  # noqa: E402
+from datamodules.shards.format import read_manifest
+from datamodules.sources.image_tree import shard_image_tree  # noqa: E402
 from launch.config import load_config  # noqa: E402
+from lightning_modules.augment import ImageTransforms  # noqa: E402
 
 
 def cifar_tree(tgz: Path, dest: Path, count: int) -> Path:
@@ -128,12 +130,15 @@ def make_loader(backend: str, root: Path, train: bool, cores: int, size: int, ba
                              f"data.batch_size={batch}", f"data.num_workers={cores}", "data.shuffle_buffer=256",
                              "data.val_split=train"])
     if backend == "dali":
-        from datamodules.dali_datamodule import DaliDataModule
+        from datamodules.dali_backend.datamodule import DaliDataModule
 
-        return DaliDataModule(cfg.data, aug=cfg.aug).loader("train", train=train)
-    from datamodules.shard_datamodule import ShardDataModule
+        dali = DaliDataModule(cfg.data, ImageTransforms.of(cfg.aug, cfg.data))
+        dali.setup()
+        return dali.loader("train", train=train)
+    from datamodules.torchvision_backend.datamodule import ShardDataModule
 
-    dm = ShardDataModule(cfg.data, aug=cfg.aug)
+    dm = ShardDataModule(cfg.data, ImageTransforms.of(cfg.aug, cfg.data))
+    dm.setup()
     return dm.train_dataloader() if train else dm.val_dataloader()
 
 

@@ -26,9 +26,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from rich.console import Console  # noqa: E402
 
-from launch.sweep import Sweep, cancel, materialise, submit  # noqa: E402
-from launch.sweep_report import print_status, status_json, status_rows  # noqa: E402
-from launch.sweep_status import read_status, transition  # noqa: E402
+from launch.sweep.folder import Sweep, materialise
+from launch.sweep.submit import cancel, submit  # noqa: E402
+from launch.sweep.report import print_status, status_json, status_rows  # noqa: E402
+from launch.sweep.status import read_status, transition  # noqa: E402
 
 
 def write_spec(path: Path, name: str, seeds: int) -> Path:

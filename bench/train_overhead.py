@@ -28,12 +28,13 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from datamodules.shard_datamodule import ShardDataModule  # noqa: E402
-from datamodules.shard_writer import shard_image_tree  # noqa: E402
+from datamodules.torchvision_backend.datamodule import ShardDataModule  # noqa: E402
+from datamodules.sources.image_tree import shard_image_tree  # noqa: E402
 from launch.config import load_config  # noqa: E402
 from launch.fit import fit  # noqa: E402
-from lightning_modules import runtime, weight_decay  # noqa: E402
-from lightning_modules.classifier import warmup_cosine  # noqa: E402
+from lightning_modules.augment import ImageTransforms  # noqa: E402
+from lightning_modules import weight_decay  # noqa: E402
+from lightning_modules.optim import scaled_lr, warmup_cosine  # noqa: E402
 from lightning_modules.models import build_model  # noqa: E402
 
 CIFAR_TGZ = Path(os.environ.get("CLASSREG_CIFAR10_TGZ", REPO.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"))
@@ -87,9 +88,10 @@ def run_plain(cfg, warmup: int, steps: int) -> float:
     """The loop a researcher would write by hand: same model, optimizer, schedule, loss and loader."""
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     torch.use_deterministic_algorithms(cfg.trainer.deterministic, warn_only=True)
-    data = ShardDataModule(cfg.data, seed=cfg.seed, aug=cfg.aug)
+    data = ShardDataModule(cfg.data, ImageTransforms.of(cfg.aug, cfg.data), seed=cfg.seed)
+    data.setup()
     model = build_model(cfg.model.arch, data.num_classes, cfg.model.stem, cfg.data.image_size)
-    lr, _ = runtime.scaled_lr(cfg.optim, cfg.data.batch_size, 1)
+    lr, _ = scaled_lr(cfg.optim, cfg.data.batch_size, 1)
     o = cfg.optim
     optimizer = torch.optim.SGD(weight_decay.param_groups(model, cfg.wd), lr=lr, momentum=o.momentum,
                                 nesterov=o.nesterov)

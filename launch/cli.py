@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from launch.config import ConfigError
+from datamodules.configkit import ClassregError
 
 DESCRIPTION = "classreg: measure how regularization changes a classifier class by class."
 
@@ -22,7 +22,8 @@ def _cmd_fit(args) -> int:
 
 
 def _cmd_shard(args) -> int:
-    from datamodules.shard_writer import ShardError, shard_image_tree
+    from datamodules.shards.format import ShardError
+    from datamodules.sources.image_tree import shard_image_tree
 
     if len(args.paths) == 1 and args.source_format == "imagefolder":
         raise ShardError("`classreg shard SRC OUT` needs both SRC (an image-folder tree) and OUT")
@@ -30,7 +31,7 @@ def _cmd_shard(args) -> int:
     opts = dict(shard_size=args.shard_size, seed=args.seed, workers=args.workers, overwrite=args.overwrite,
                 verify=args.verify)
     if args.source_format == "fashion-mnist":
-        from datamodules.fashion_mnist import shard_fashion_mnist
+        from datamodules.sources.fashion_mnist import shard_fashion_mnist
 
         manifest = shard_fashion_mnist(out, folder=src, download_root=args.download_root, **opts)
     else:
@@ -124,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("overrides", nargs="*", metavar="key.path=value", help="overrides of the downstream config")
     p.set_defaults(func=_cmd_transfer)
 
-    from launch.sweep_cli import add_sweep_parser
+    from launch.sweep.cli import add_sweep_parser
 
     add_sweep_parser(sub)
     return parser
@@ -138,13 +139,9 @@ def main(argv: list[str] | None = None) -> int:
         args.overrides = [*args.overrides, *extra]
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    from datamodules.shard_writer import ShardError
-    from launch.report.errors import ReportError
-    from launch.sweep_cli import sweep_errors
-
     try:
         return args.func(args)
-    except (ConfigError, ShardError, ReportError, *sweep_errors()) as e:
+    except ClassregError as e:
         print(f"classreg {args.command}: error: {e}", file=sys.stderr)
         return 2
 

@@ -9,11 +9,11 @@ import yaml
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from datamodules.fashion_mnist import shard_fashion_mnist
-from datamodules.shard_writer import MANIFEST
-from launch.local_executor import LocalExecutor
+from datamodules.shards.format import MANIFEST
+from datamodules.sources.fashion_mnist import shard_fashion_mnist
 from launch.report import build_report
-from launch.sweep import materialise
+from launch.sweep.folder import materialise
+from launch.sweep.local import LocalExecutor
 
 DEMO_SPEC = Path(__file__).resolve().parent.parent / "configs" / "sweeps" / "fashion_mnist_demo.yaml"
 

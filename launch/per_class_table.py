@@ -6,7 +6,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from lightning_modules.per_class_results import read_per_class_csv
+from lightning_modules.metrics.results_files import read_per_class_csv
 
 
 def print_per_class(run_dir: str | Path, console: Console | None = None, highlight: int = 3) -> None:

@@ -1,24 +1,20 @@
-"""Resuming a run from its own folder: which checkpoint to restart from, and a record of every (re)start.
+"""Resuming a run from its own folder: which checkpoint to restart from.
 
 A run restarts from the newest checkpoint in its folder: Lightning's ``hpc_ckpt_<n>.ckpt`` (written by
 ``SLURMEnvironment``'s SIGUSR1 handler before a requeue, into the run folder) or ``checkpoints/last.ckpt``
 (written after every epoch; what is left after a crash or a kill). The path is always given to Lightning
 explicitly: ``ckpt_path="hpc"`` fails on a first run that has no hpc checkpoint (Lightning #20347).
 
-``resume.json`` in the run folder (written by lightning_modules.resume_recorder.ResumeRecorder) lists every
-start (checkpoint, epoch and step actually restored, SLURM restart count) and every end (complete or not),
-so a sweep can tell "finished" from "stopped early". This module imports no torch: sweep tasks use it.
+Every start and end of a fit is recorded in the run folder's ``resume.json`` (lightning_modules/run_record.py).
 """
 from __future__ import annotations
 
-import json
 import os
 import re
 import zipfile
 from pathlib import Path
 from typing import Optional
 
-RECORD = "resume.json"
 _HPC = re.compile(r"hpc_ckpt_(\d+)\.ckpt$")
 
 
@@ -42,20 +38,6 @@ def find_resume_checkpoint(run_dir: str | os.PathLike) -> Optional[Path]:
     run_dir = Path(run_dir)
     candidates = [p for p in (*hpc_checkpoints(run_dir)[-1:], run_dir / "checkpoints" / "last.ckpt") if intact(p)]
     return max(candidates, key=lambda p: p.stat().st_mtime_ns) if candidates else None
-
-
-def read_record(run_dir: str | os.PathLike) -> list[dict]:
-    path = Path(run_dir) / RECORD
-    try:
-        return json.loads(path.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return []
-
-
-def run_completed(run_dir: str | os.PathLike) -> bool:
-    """True when the last thing the run recorded is the end of a fit that reached max_epochs."""
-    record = read_record(run_dir)
-    return bool(record) and record[-1].get("event") == "end" and bool(record[-1].get("complete"))
 
 
 def keep_previous_log(run_dir: str | os.PathLike) -> Optional[Path]:

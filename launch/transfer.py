@@ -16,24 +16,29 @@ from pathlib import Path
 from omegaconf import OmegaConf
 from rich.console import Console
 
-from launch.config import (AugConfig, DataConfig, MetricsConfig, OptimConfig, RunConfig, TrainerConfig,
-                           WeightDecayConfig, atomic_write_text, choice, load_config, to_yaml)
-from launch.report.errors import ReportError
+from datamodules.config import DataConfig
+from datamodules.configkit import ClassregError, atomic_write_text, choice, dump_yaml, setting
+from launch.config import RunConfig, load_config
 from launch.report.runs import find_runs
+from lightning_modules.augment import AugConfig
+from lightning_modules.metrics.config import MetricsConfig
+from lightning_modules.optim import OptimConfig
+from lightning_modules.trainer import TrainerConfig
+from lightning_modules.weight_decay import WeightDecayConfig
 
 
 # The frozen backbone is in eval mode on purpose (its batch-norm statistics stay the upstream ones).
 warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode at the start of training.*")
 
 
-class TransferError(ReportError):
+class TransferError(ClassregError):
     """An upstream run cannot be probed; the message names the run and the fix."""
 
 
 @dataclass
 class TransferConfig:
-    seed: int = 0
-    checkpoint: str = choice("last", ["last", "best"])  # which upstream checkpoint to freeze
+    seed: int = setting(0, help="seeds the head and the data order")
+    checkpoint: str = choice("last", ["last", "best"], help="which upstream checkpoint to freeze")
     data: DataConfig = field(default_factory=DataConfig)  # the downstream shards
     optim: OptimConfig = field(default_factory=OptimConfig)  # the probe's SGD
     wd: WeightDecayConfig = field(default_factory=lambda: WeightDecayConfig(value=0.0))
@@ -73,27 +78,32 @@ def finished(run_dir: Path, max_epochs: int) -> bool:
 def probe_one(upstream_dir: Path, out_dir: Path, transfer: TransferConfig) -> Path:
     import pytorch_lightning as pl
 
-    from datamodules.shard_datamodule import ShardDataModule
-    from launch.fit import build_trainer
+    from datamodules.torchvision_backend.datamodule import ShardDataModule
+    from lightning_modules import runtime
+    from lightning_modules.augment import ImageTransforms
+    from lightning_modules.callbacks.per_class_results import PerClassResultsWriter
     from lightning_modules.linear_probe import LinearProbe, backbone_state
-    from lightning_modules.per_class_results import PerClassResultsWriter
+    from lightning_modules.trainer import build_trainer
 
     ckpt = checkpoint_of(upstream_dir, transfer.checkpoint)
     upstream = load_config(upstream_dir / "config.yaml")
     cfg = probe_config(upstream, transfer, out_dir)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    data = ShardDataModule(cfg.data, seed=cfg.seed)
+    data = ShardDataModule(cfg.data, ImageTransforms.of(AugConfig(), cfg.data), seed=cfg.seed)
+    data.setup("fit")
     if out_dir.exists():  # an unfinished probe restarts from scratch (it is cheap)
         shutil.rmtree(out_dir)
     out_dir.mkdir(parents=True)
     shutil.copyfile(upstream_dir / "config.yaml", out_dir / "config.yaml")
-    atomic_write_text(out_dir / "transfer.yaml", to_yaml(transfer))
+    atomic_write_text(out_dir / "transfer.yaml", dump_yaml(transfer))
     atomic_write_text(out_dir / "source.json", json.dumps({"run": str(upstream_dir), "checkpoint": str(ckpt)}, indent=1))
     try:
         model = LinearProbe(OmegaConf.to_container(OmegaConf.structured(cfg)), data.class_names, backbone_state(ckpt))
     except ValueError as e:
         raise TransferError(f"{ckpt}: {e}; was it written by `classreg fit` with this config.yaml?") from None
-    trainer = build_trainer(cfg, [PerClassResultsWriter(out_dir, data.class_names)])
+    choices = runtime.resolve(cfg.trainer)
+    trainer = build_trainer(cfg.trainer, out_dir, [PerClassResultsWriter(out_dir, data.class_names)],
+                            precision=choices.precision, cudnn_benchmark=choices.cudnn_benchmark)
     trainer.fit(model, datamodule=data)
     return out_dir
 

@@ -1,50 +1,49 @@
 """The LightningModule: a ResNet trained with SGD, evaluated per class."""
 from __future__ import annotations
 
-import math
-from dataclasses import asdict
+import dataclasses
 
 import pytorch_lightning as pl
 import torch
-from omegaconf import OmegaConf
 from torch import nn
 
-from launch.config import RunConfig
-from lightning_modules import runtime, weight_decay
-from lightning_modules.models import build_model
-from lightning_modules.per_class_metrics import PerClassCounts, PerClassResult
-from lightning_modules.real_labels import RealLabels
-
-
-def warmup_cosine(step: int, total_steps: int, warmup_steps: int, start_factor: float, schedule: str) -> float:
-    """LR multiplier: linear warm-up from ``start_factor`` to 1, then cosine to 0 (or constant)."""
-    if warmup_steps > 0 and step < warmup_steps:
-        return start_factor + (1.0 - start_factor) * step / warmup_steps
-    if schedule == "constant":
-        return 1.0
-    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+from datamodules.configkit import typed
+from lightning_modules import weight_decay
+from lightning_modules.metrics.config import MetricsConfig
+from lightning_modules.metrics.per_class_metrics import PerClassCounts, PerClassResult
+from lightning_modules.metrics.real_labels import RealLabels
+from lightning_modules.models import ModelConfig, build_model
+from lightning_modules.optim import OptimConfig, scaled_lr, warmup_cosine
+from lightning_modules.weight_decay import WeightDecayConfig
 
 
 class Classifier(pl.LightningModule):
+    """``config``: a run's whole resolved config as plain containers (saved as the checkpoint's hyper-parameters,
+    so that ``load_from_checkpoint`` rebuilds the module); the module reads its ``model``, ``optim``, ``wd`` and
+    ``metrics`` sections and ``data.image_size`` / ``data.batch_size``."""
+
     def __init__(self, config: dict, class_names: list[str]):
         super().__init__()
-        # Plain containers so that load_from_checkpoint() rebuilds the module without our classes.
         self.save_hyperparameters({"config": config, "class_names": list(class_names)})
-        self.cfg: RunConfig = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(RunConfig), config))
+        self.model_cfg: ModelConfig = typed(ModelConfig, config.get("model", {}))
+        self.optim_cfg: OptimConfig = typed(OptimConfig, config.get("optim", {}))
+        self.wd_cfg: WeightDecayConfig = typed(WeightDecayConfig, config.get("wd", {}))
+        self.metrics_cfg: MetricsConfig = typed(MetricsConfig, config.get("metrics", {}))
+        self.image_size, self.batch_size = config["data"]["image_size"], config["data"]["batch_size"]
         self.class_names = list(class_names)
         num_classes = len(class_names)
-        self.model = build_model(self.cfg.model.arch, num_classes, self.cfg.model.stem, self.cfg.data.image_size)
-        self.criterion = nn.CrossEntropyLoss(label_smoothing=self.cfg.optim.label_smoothing)
-        m = self.cfg.metrics
+        self.model = build_model(self.model_cfg.arch, num_classes, self.model_cfg.stem, self.image_size)
+        self.criterion = nn.CrossEntropyLoss(label_smoothing=self.optim_cfg.label_smoothing)
+        m = self.metrics_cfg
         self.real_labels = RealLabels(m.real_labels, self.class_names) if m.real_labels else None
         self.val_counts = PerClassCounts(num_classes, m.confusion_matrix, real_labels=self.real_labels is not None)
         self.last_per_class: tuple[torch.Tensor, torch.Tensor] | None = None
         self.last_results: PerClassResult | None = None
 
     @classmethod
-    def from_config(cls, cfg: RunConfig, class_names: list[str]) -> "Classifier":
-        return cls(OmegaConf.to_container(OmegaConf.structured(cfg)), class_names)
+    def from_config(cls, cfg, class_names: list[str]) -> "Classifier":
+        """From a config dataclass tree (a ``RunConfig``)."""
+        return cls(dataclasses.asdict(cfg), class_names)
 
     def forward(self, x):
         return self.model(x)
@@ -70,7 +69,7 @@ class Classifier(pl.LightningModule):
         result = self.val_counts.reduce(lambda t: self.trainer.strategy.reduce(t, reduce_op="sum"), self.class_names)
         self.last_results = result
         self.last_per_class = (torch.from_numpy(result.correct), torch.from_numpy(result.total))
-        summary = result.summary(self.cfg.metrics.worst_fraction)
+        summary = result.summary(self.metrics_cfg.worst_fraction)
         self.log("val/acc", summary["accuracy"], prog_bar=True)
         self.log("val/top5_acc", summary["top5_accuracy"])
         for key, name in (("mean_class_accuracy", "mean_class_acc"), ("worst_class_accuracy", "worst_class_acc"),
@@ -81,15 +80,15 @@ class Classifier(pl.LightningModule):
                 self.log(f"val/{name}", summary[key])
 
     def configure_optimizers(self):
-        o = self.cfg.optim
-        lr, _ = runtime.scaled_lr(o, self.cfg.data.batch_size, self.trainer.world_size)
+        o = self.optim_cfg
+        lr, _ = scaled_lr(o, self.batch_size, self.trainer.world_size)
         optimizer = torch.optim.SGD(
-            weight_decay.param_groups(self.model, self.cfg.wd), lr=lr, momentum=o.momentum, nesterov=o.nesterov
+            weight_decay.param_groups(self.model, self.wd_cfg), lr=lr, momentum=o.momentum, nesterov=o.nesterov
         )
         total = int(self.trainer.estimated_stepping_batches)
         warmup = int(round(o.warmup_epochs * total / max(1, self.trainer.max_epochs)))
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda step: warmup_cosine(step, total, warmup, o.warmup_start_factor, o.schedule)
         )
-        weight_decay.install(optimizer, self.cfg.wd)  # after LambdaLR has set each group's initial_lr
+        weight_decay.install(optimizer, self.wd_cfg)  # after LambdaLR has set each group's initial_lr
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -20,7 +20,7 @@ class LinearProbe(Classifier):
         if backbone is not None:
             missing, unexpected = self.model.load_state_dict(backbone, strict=False)
             if unexpected or set(missing) != {"fc.weight", "fc.bias"}:
-                raise ValueError(f"the checkpoint does not fit model.arch={self.cfg.model.arch}: "
+                raise ValueError(f"the checkpoint does not fit model.arch={self.model_cfg.arch}: "
                                  f"missing {missing}, unexpected {unexpected}")
         for name, param in self.model.named_parameters():
             param.requires_grad = name.startswith("fc.")

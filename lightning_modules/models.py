@@ -1,59 +1,38 @@
 """Backbones: torchvision ResNets, with a small-image stem for 28-64 px inputs, and CIFAR ResNet-20."""
 from __future__ import annotations
 
-import torch
-from torch import nn
-from torchvision import models
+from dataclasses import dataclass
 
-TORCHVISION_RESNETS = {"resnet18": models.resnet18, "resnet34": models.resnet34, "resnet50": models.resnet50}
+from datamodules.configkit import choice
 
-
-class _BasicBlock(nn.Module):
-    def __init__(self, cin: int, cout: int, stride: int):
-        super().__init__()
-        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(cout)
-        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(cout)
-        self.shortcut = nn.Identity()
-        if stride != 1 or cin != cout:
-            self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
-
-    def forward(self, x):
-        out = torch.relu(self.bn1(self.conv1(x)))
-        return torch.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
+TORCHVISION_RESNETS = ("resnet18", "resnet34", "resnet50")
 
 
-class CifarResNet(nn.Module):
-    """He et al. (2016) section 4.2 ResNet for 32x32 images: 3 stages of 16/32/64 channels."""
-
-    def __init__(self, depth: int = 20, num_classes: int = 10):
-        super().__init__()
-        if (depth - 2) % 6:
-            raise ValueError(f"CIFAR ResNet depth must be 6n+2, got {depth}")
-        n = (depth - 2) // 6
-        self.stem = nn.Sequential(nn.Conv2d(3, 16, 3, 1, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU(inplace=True))
-        layers, cin = [], 16
-        for cout, stride in ((16, 1), (32, 2), (64, 2)):
-            for i in range(n):
-                layers.append(_BasicBlock(cin, cout, stride if i == 0 else 1))
-                cin = cout
-        self.layers = nn.Sequential(*layers)
-        self.fc = nn.Linear(64, num_classes)
-
-    def forward(self, x):
-        x = self.layers(self.stem(x))
-        return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1))
+@dataclass
+class ModelConfig:
+    arch: str = choice("resnet50", [*TORCHVISION_RESNETS, "resnet20"],
+                       help="`resnet18`, `resnet34`, `resnet50` (torchvision) or `resnet20` (the CIFAR ResNet of He "
+                            "et al. 2016)")
+    stem: str = choice("auto", ["auto", "imagenet", "small"],
+                       help="`small`: 3x3 stride-1 stem without max-pool, for 28-64 px images; `auto` picks it at "
+                            "`data.image_size <= 64`")
 
 
 def use_small_stem(stem: str, image_size: int) -> bool:
     return stem == "small" or (stem == "auto" and image_size <= 64)
 
 
-def build_model(arch: str, num_classes: int, stem: str = "auto", image_size: int = 224) -> nn.Module:
+def build_model(arch: str, num_classes: int, stem: str = "auto", image_size: int = 224):
+    """A freshly initialised ``torch.nn.Module`` for ``model.arch`` (torch is imported here, not with the config)."""
+    from torch import nn
+
     if arch == "resnet20":
+        from lightning_modules.cifar_resnet import CifarResNet
+
         return CifarResNet(20, num_classes)
-    model = TORCHVISION_RESNETS[arch](weights=None, num_classes=num_classes)
+    from torchvision import models
+
+    model = getattr(models, arch)(weights=None, num_classes=num_classes)
     if use_small_stem(stem, image_size):
         model.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)
         model.maxpool = nn.Identity()

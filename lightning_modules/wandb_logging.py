@@ -1,5 +1,5 @@
-"""Weights & Biases, offline-first: a WandbLogger with a deterministic run id per grid point, and a callback
-that logs the per-class table, a histogram of per-class accuracy and the final per-class files.
+"""Weights & Biases, offline-first: the ``logger`` section and a WandbLogger with a deterministic run id per
+grid point (the per-class table, histogram and files: lightning_modules/callbacks/wandb_per_class.py).
 
 Only rank 0 talks to W&B (Lightning's WandbLogger creates the run on rank 0 only). The API key is never
 read into the config or the logs: we only check whether one is configured.
@@ -15,15 +15,22 @@ import socket
 from pathlib import Path
 from urllib.parse import urlparse
 
-import numpy as np
-import pytorch_lightning as pl
-from pytorch_lightning.loggers import WandbLogger
-from pytorch_lightning.utilities import rank_zero_info
+from dataclasses import dataclass
 
-from launch.config import LoggerConfig, RunConfig
-from lightning_modules.per_class_metrics import PerClassResult
+from datamodules.configkit import choice, setting
 
 DEFAULT_BASE_URL = "https://api.wandb.ai"
+
+
+@dataclass
+class LoggerConfig:
+    wandb: bool = setting(True, help="stream to Weights & Biases (local results files are written either way)")
+    project: str = setting("classreg", help="W&B project")
+    entity: str = setting("", help="W&B entity; `\"\"`: your default entity")
+    group: str = setting("", help="W&B group: the sweep name (set by `classreg sweep`)")
+    mode: str = choice("auto", ["auto", "online", "offline"],
+                       help="`auto`: online when an API key is configured and the W&B server answers, else offline "
+                            "(`wandb sync` later)")
 
 
 def run_id(group: str, name: str) -> str:
@@ -69,74 +76,25 @@ def resolve_mode(mode: str) -> tuple[str, str]:
     return "online", "API key configured and server reachable"
 
 
-def build_wandb_logger(cfg: RunConfig) -> WandbLogger:
-    lc: LoggerConfig = cfg.logger
+def build_wandb_logger(lc: LoggerConfig, name: str, run_dir: Path):
+    from pytorch_lightning.loggers import WandbLogger
+    from pytorch_lightning.utilities import rank_zero_info
+
     mode, why = resolve_mode(lc.mode)
     rank_zero_info(f"W&B: {mode} ({why})")
-    run_dir = cfg.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
     return WandbLogger(
-        name=cfg.name, save_dir=str(run_dir), id=run_id(lc.group, cfg.name), project=lc.project,
+        name=name, save_dir=str(run_dir), id=run_id(lc.group, name), project=lc.project,
         entity=lc.entity or None, group=lc.group or None, mode=mode, resume="allow",
         job_type="fit",
     )
 
 
-class WandbPerClassLogger(pl.Callback):
-    """After each validation: a per-class wandb.Table and a histogram of per-class accuracy (the summary scalars
-    come from the LightningModule's ``self.log``). At the end: per_class.csv and metrics.json as an artifact,
-    ``wandb.finish()``, and for offline runs the ``wandb sync`` command."""
-
-    def __init__(self, logger: WandbLogger, run_dir: str | Path):
-        self.logger, self.run_dir = logger, Path(run_dir)
-
-    def on_validation_end(self, trainer: pl.Trainer, pl_module) -> None:
-        result: PerClassResult | None = pl_module.last_results
-        if trainer.sanity_checking or not trainer.is_global_zero or result is None:
-            return
-        import wandb
-
-        real = result.real_accuracy
-        table = wandb.Table(columns=["class_index", "class_name", "correct", "total", "accuracy",
-                                     "top5_accuracy", "real_accuracy"])
-        for i, name in enumerate(result.class_names):
-            table.add_data(i, name, int(result.correct[i]), int(result.total[i]), _num(result.accuracy[i]),
-                           _num(result.top5_accuracy[i]), None if real is None else _num(real[i]))
-        logged = {"val/per_class": table}
-        acc = result.accuracy[result.total > 0]
-        if len(acc):
-            logged["val/class_acc_hist"] = wandb.Histogram(acc.tolist())
-        self.logger.log_metrics(logged, step=trainer.global_step)
-
-    def on_fit_end(self, trainer: pl.Trainer, pl_module) -> None:
-        if not trainer.is_global_zero:
-            return
-        import wandb
-
-        run = self.logger.experiment
-        metrics = self.run_dir / "metrics.json"
-        artifact = wandb.Artifact(f"per_class-{run.id}", type="per_class_results",
-                                  metadata=json.loads(metrics.read_text())["last"] if metrics.is_file() else None)
-        for name in ("per_class.csv", "metrics.json"):
-            if (self.run_dir / name).is_file():
-                artifact.add_file(str(self.run_dir / name))
-        if (self.run_dir / "confusion_matrices").is_dir():
-            artifact.add_dir(str(self.run_dir / "confusion_matrices"), name="confusion_matrices")
-        run.log_artifact(artifact)
-        offline = run.settings.mode in ("offline", "dryrun")
-        sync_dir = run.settings.sync_dir
-        wandb.finish()
-        if offline:
-            print(f"W&B run {run.id} was logged offline; upload it with:\n  wandb sync {sync_dir}")
-
-
-def _num(x: float):
-    return None if np.isnan(x) else float(x)
-
-
-def wandb_loggers_and_callbacks(cfg: RunConfig) -> tuple[list, list]:
+def wandb_loggers_and_callbacks(lc: LoggerConfig, name: str, run_dir: Path) -> tuple[list, list]:
     """([WandbLogger], [WandbPerClassLogger]) when logger.wandb is on, else ([], [])."""
-    if not cfg.logger.wandb:
+    if not lc.wandb:
         return [], []
-    logger = build_wandb_logger(cfg)
-    return [logger], [WandbPerClassLogger(logger, cfg.run_dir)]
+    from lightning_modules.callbacks.wandb_per_class import WandbPerClassLogger
+
+    logger = build_wandb_logger(lc, name, run_dir)
+    return [logger], [WandbPerClassLogger(logger, run_dir)]

@@ -1,27 +1,39 @@
 """Weight-decay policies: which parameters decay, L2 vs decoupled, constant vs following the LR schedule."""
 from __future__ import annotations
 
-import json
-from pathlib import Path
+from dataclasses import dataclass
 
-import pytorch_lightning as pl
-import torch
-from pytorch_lightning.utilities import rank_zero_info
-from torch import nn
+from datamodules.configkit import bounded, choice
 
-from launch.config import WeightDecayConfig, atomic_write_text
+@dataclass
+class WeightDecayConfig:
+    value: float = bounded(1e-4, 0.0, weaker="low", help="weight-decay coefficient")
+    exclude: str = choice("none", ["none", "norm_and_bias"],
+                          help="`norm_and_bias`: normalization-layer parameters and every bias get no decay "
+                               "(timm-style groups)")
+    mode: str = choice("l2", ["l2", "decoupled"],
+                       help="`l2`: added to the gradient (SGD's `weight_decay`); `decoupled`: after each step "
+                            "`p *= 1 - lr * wd.value * s` (SGDW, as AdamW; `lr`: `optim.lr` after `optim.lr_scaling`)")
+    schedule: str = choice("constant", ["constant", "follow_lr"],
+                           help="`follow_lr`: the coefficient is multiplied by the LR schedule's multiplier `s` "
+                                "(warm-up, cosine); `constant`: `s = 1`")
 
-NORM_LAYERS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm, nn.LocalResponseNorm)
+
+def norm_layers() -> tuple[type, ...]:
+    from torch import nn
+
+    return nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm, nn.LocalResponseNorm
 
 
-def param_groups(model: nn.Module, wd: WeightDecayConfig) -> list[dict]:
+def param_groups(model, wd: WeightDecayConfig) -> list[dict]:
     """Optimizer parameter groups: "decay" and, with ``exclude=norm_and_bias``, "no_decay" (norm layers, biases)."""
+    norms = norm_layers()
     decay, no_decay = ([], []), ([], [])
     for module_name, module in model.named_modules():
         for name, param in module.named_parameters(recurse=False):
             if not param.requires_grad:
                 continue
-            excluded = wd.exclude == "norm_and_bias" and (isinstance(module, NORM_LAYERS) or name == "bias")
+            excluded = wd.exclude == "norm_and_bias" and (isinstance(module, norms) or name == "bias")
             target = no_decay if excluded else decay
             target[0].append(param)
             target[1].append(f"{module_name}.{name}" if module_name else name)
@@ -38,7 +50,7 @@ def decay_multiplier(group: dict, schedule: str) -> float:
     return group["lr"] / initial if initial else 0.0
 
 
-def install(optimizer: torch.optim.Optimizer, wd: WeightDecayConfig) -> None:
+def install(optimizer, wd: WeightDecayConfig) -> None:
     """l2: before every step, set each group's L2 coefficient for this step.
     decoupled: SGD gets no L2 term; after every step, p <- p * (1 - initial_lr * coefficient) for every
     parameter that has a gradient (after, not before: Lightning runs the backward pass inside step())."""
@@ -46,6 +58,8 @@ def install(optimizer: torch.optim.Optimizer, wd: WeightDecayConfig) -> None:
         for group in opt.param_groups:
             l2 = wd.mode == "l2"
             group["weight_decay"] = group["base_weight_decay"] * decay_multiplier(group, wd.schedule) if l2 else 0.0
+
+    import torch
 
     def after_step(opt, args, kwargs):
         with torch.no_grad():
@@ -63,7 +77,7 @@ def install(optimizer: torch.optim.Optimizer, wd: WeightDecayConfig) -> None:
         optimizer.register_step_post_hook(after_step)
 
 
-def describe(optimizer: torch.optim.Optimizer, wd: WeightDecayConfig) -> dict:
+def describe(optimizer, wd: WeightDecayConfig) -> dict:
     groups = []
     for group in optimizer.param_groups:
         groups.append({
@@ -72,21 +86,3 @@ def describe(optimizer: torch.optim.Optimizer, wd: WeightDecayConfig) -> dict:
             "param_names": group.get("param_names", []),
         })
     return {"mode": wd.mode, "schedule": wd.schedule, "exclude": wd.exclude, "groups": groups}
-
-
-class ParamGroupReport(pl.Callback):
-    """At the start of fit: log the weight decay of every parameter group and write run_dir/param_groups.json."""
-
-    def __init__(self, run_dir: str | Path, wd: WeightDecayConfig):
-        self.path, self.wd = Path(run_dir) / "param_groups.json", wd
-
-    def on_fit_start(self, trainer, pl_module):
-        if not trainer.is_global_zero:
-            return
-        report = describe(trainer.optimizers[0], self.wd)
-        atomic_write_text(self.path, json.dumps(report, indent=2) + "\n")
-        lines = [f"weight decay ({report['mode']}, {report['schedule']}, exclude={report['exclude']}):"]
-        for g in report["groups"]:
-            lines.append(f"  {g['name']:>8}: decay {g['weight_decay']:g} on {g['parameters']} tensors "
-                         f"({g['elements']:,} values)")
-        rank_zero_info("\n".join(lines))

@@ -10,11 +10,12 @@ from PIL import Image
 from scipy.stats import ks_2samp
 from torchvision.transforms import v2
 
-from datamodules.shard_datamodule import ShardDataModule
-from datamodules.shard_stream import decode_sample
-from datamodules.transforms import to_float_normalized
+from launch.fit import build_datamodule
+from datamodules.torchvision_backend.shard_stream import decode_sample
+from lightning_modules.augment.evaluation import to_float_normalized
 from launch.cli import main
-from launch.config import ConfigError, load_config, save_resolved
+from datamodules.configkit import ConfigError
+from launch.config import load_config, save_resolved
 from lightning_modules.augment import POLICIES, compile_torchvision
 
 from conftest import REPO
@@ -126,7 +127,8 @@ def test_class_conditional_overrides_apply_per_sample(cifar_shards):
                  "aug.class_overrides.7.policy=[none]"]  # 7: horse, by index
     cfg = load_config(None, [f"data.root={cifar_shards}", "data.image_size=32", "data.batch_size=16",
                              "data.num_workers=0", "data.mean=[0.5,0.5,0.5]", "data.std=[0.25,0.25,0.25]", *overrides])
-    dm = ShardDataModule(cfg.data, aug=cfg.aug)
+    dm = build_datamodule(cfg)
+    dm.setup()
     overridden = {dm.class_names.index("cat"), dm.class_names.index("horse")}
     deterministic = v2.Compose([v2.Resize(32, antialias=True), v2.CenterCrop(32), to_float_normalized(MEAN, STD)])
 
@@ -168,11 +170,11 @@ def test_class_override_of_unknown_class_fails_before_training(cifar_shards, tmp
     assert list(tmp_path.iterdir()) == []  # nothing was created
     cfg = load_config(None, [f"data.root={cifar_shards}", "aug.class_overrides.10.policy=[none]"])
     with pytest.raises(ConfigError, match=r"'10' is not a class.*index 0-9"):
-        ShardDataModule(cfg.data, aug=cfg.aug)
+        build_datamodule(cfg).setup()
     cfg = load_config(None, [f"data.root={cifar_shards}", "aug.class_overrides.cat.policy=[none]",
                              "aug.class_overrides.3.policy=[flip]"])
     with pytest.raises(ConfigError, match=r"names class 3 \('cat'\) twice"):
-        ShardDataModule(cfg.data, aug=cfg.aug)
+        build_datamodule(cfg).setup()
 
 
 @pytest.mark.parametrize("override,message", [
@@ -202,7 +204,6 @@ def test_grid_axes_are_dotted_paths_and_round_trip(tmp_path):
 
 
 def test_dali_backend_refuses_a_policy_without_dali_before_any_work(cifar_shards):
-    from datamodules.dali_datamodule import DaliDataModule
     from lightning_modules.augment import Policy, register_policy
 
     @register_policy("test_torchvision_only")
@@ -215,7 +216,7 @@ def test_dali_backend_refuses_a_policy_without_dali_before_any_work(cifar_shards
     cfg = load_config(None, [f"data.root={cifar_shards}", "data.backend=dali",
                              "aug.policy=[rrc,test_torchvision_only]"])
     with pytest.raises(ConfigError, match=r"\['test_torchvision_only'\] have no DALI implementation.*data.backend=torchvision"):
-        DaliDataModule(cfg.data, aug=cfg.aug)
+        build_datamodule(cfg).setup()
 
 
 def readme_policy_example() -> str:

@@ -1,6 +1,7 @@
 import pytest
 
-from launch.config import ConfigError, RunConfig, load_config, save_resolved
+from datamodules.configkit import ConfigError
+from launch.config import RunConfig, load_config, save_resolved
 from launch.cli import main
 
 from conftest import REPO

@@ -10,17 +10,22 @@ import pytest
 import torch
 from PIL import Image
 
-from datamodules.dali_datamodule import DaliDataModule
-from datamodules.shard_datamodule import ShardDataModule
-from datamodules.shard_writer import ShardError, read_manifest, shard_image_tree
+from datamodules.dali_backend.datamodule import DaliDataModule
+from datamodules.shards.format import ShardError, read_manifest
+from datamodules.sources.image_tree import shard_image_tree
 from launch.cli import main
-from launch.config import ConfigError, load_config
+from datamodules.configkit import ConfigError
+from launch.config import load_config
+from launch.fit import build_datamodule
+from lightning_modules.augment import ImageTransforms
 
 
 def datamodule(root, *overrides, **kw):
     cfg = load_config(None, [f"data.root={root}", "data.backend=dali", "data.image_size=32", "data.batch_size=16",
                              "data.num_workers=1", "data.shuffle_buffer=64", *overrides])
-    return DaliDataModule(cfg.data, seed=kw.get("seed", 0), aug=cfg.aug)
+    dm = DaliDataModule(cfg.data, ImageTransforms.of(cfg.aug, cfg.data), seed=kw.get("seed", 0))
+    dm.setup()
+    return dm
 
 
 def shard_keys(root, split):
@@ -65,7 +70,8 @@ def test_eval_agrees_with_torchvision_backend(cifar_shards):
     dali = datamodule(cifar_shards, *overrides).loader("test", train=False, with_keys=True)
     cfg = load_config(None, [f"data.root={cifar_shards}", "data.image_size=24", "data.batch_size=16",
                              "data.num_workers=0", "data.mean=[0,0,0]", "data.std=[1,1,1]"])
-    tv = ShardDataModule(cfg.data)
+    tv = build_datamodule(cfg)
+    tv.setup()
     tv_images, tv_labels = map(torch.cat, zip(*[b[:2] for b in tv.val_dataloader()]))
     dali_images, dali_labels = map(torch.cat, zip(*[b[:2] for b in dali]))
     assert dali_images.shape == tv_images.shape == (70, 3, 24, 24)

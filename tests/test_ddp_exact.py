@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import pytorch_lightning as pl
 
-from datamodules.shard_datamodule import ShardDataModule
 from launch.config import load_config
+from launch.fit import build_datamodule
 from lightning_modules.classifier import Classifier
 
 REPO = Path(__file__).resolve().parent.parent
@@ -43,7 +43,7 @@ def test_ddp_counts_equal_single_process(cifar_shards, tmp_path):
     model = Classifier.load_from_checkpoint(run / "checkpoints" / "last.ckpt")
     trainer = pl.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
                          enable_model_summary=False)
-    trainer.validate(model, datamodule=ShardDataModule(cfg.data, seed=cfg.seed))
+    trainer.validate(model, datamodule=build_datamodule(cfg))
     single = model.last_results
     for i, row in enumerate(ddp_rows):
         assert (int(row["correct"]), int(row["total"]), int(row["top5_correct"]), int(row["predicted"])) == (

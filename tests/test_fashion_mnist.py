@@ -4,8 +4,8 @@ import struct
 import numpy as np
 import pytest
 
-from datamodules.fashion_mnist import CLASSES, DEBIAN_DIR, load_split, locate, read_idx
-from datamodules.shard_writer import ShardError
+from datamodules.sources.fashion_mnist import CLASSES, DEBIAN_DIR, load_split, locate, read_idx
+from datamodules.shards.format import ShardError
 
 
 def test_reads_the_debian_idx_files():

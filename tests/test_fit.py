@@ -7,7 +7,8 @@ import yaml
 
 from launch.cli import main
 from launch.config import load_config
-from lightning_modules.classifier import Classifier, warmup_cosine
+from lightning_modules.classifier import Classifier
+from lightning_modules.optim import warmup_cosine
 
 
 def test_fit_writes_results_config_and_checkpoints(cifar_shards, tmp_path, capsys):

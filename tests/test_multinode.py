@@ -8,9 +8,9 @@ import pytorch_lightning as pl
 import yaml
 from sweep_helpers import TINY, statuses, wait_for
 
-from datamodules.shard_datamodule import ShardDataModule
 from launch.cli import main
 from launch.config import load_config
+from launch.fit import build_datamodule
 from lightning_modules.classifier import Classifier
 
 FULL_VAL = [o for o in TINY if not o.startswith("trainer.limit_val_batches")]  # every validation image
@@ -54,7 +54,7 @@ def test_two_task_point_trains_with_world_size_2_and_counts_match_one_process(sl
     model = Classifier.load_from_checkpoint(run / "checkpoints" / "last.ckpt")
     trainer = pl.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
                          enable_model_summary=False)
-    trainer.validate(model, datamodule=ShardDataModule(load_config(run / "config.yaml", ["data.num_workers=0"]).data))
+    trainer.validate(model, datamodule=build_datamodule(load_config(run / "config.yaml", ["data.num_workers=0"])))
     single = model.last_results
     assert trainer.world_size == 1 and single.total.sum() == 70
     for i, row in enumerate(ddp_rows):

@@ -4,9 +4,9 @@ import pytest
 import torch
 from sklearn.metrics import confusion_matrix, precision_score, recall_score, top_k_accuracy_score
 
-from launch.config import ConfigError
-from lightning_modules.per_class_metrics import PerClassCounts, label_rank
-from lightning_modules.real_labels import RealLabels, imagenet_wnids
+from datamodules.configkit import ConfigError
+from lightning_modules.metrics.per_class_metrics import PerClassCounts, label_rank
+from lightning_modules.metrics.real_labels import RealLabels, imagenet_wnids
 
 C = 12
 ABSENT = {3, 7}  # classes with no validation image at all

@@ -20,7 +20,7 @@ SWEEPS = sorted((REPO / "configs" / "sweeps").glob("*.yaml"))
 
 @pytest.mark.parametrize("spec", SWEEPS, ids=[p.name for p in SWEEPS])
 def test_every_shipped_sweep_spec_plans(spec: Path):
-    from launch.sweep_spec import load_spec, resolve_points
+    from launch.sweep.spec import load_spec, resolve_points
 
     points = resolve_points(load_spec(spec), spec)
     assert len(points) == len({p.id for p in points}) > 1

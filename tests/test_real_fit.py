@@ -6,11 +6,12 @@ import pytest
 import torch
 from PIL import Image
 
-from datamodules.shard_writer import shard_image_tree
-from datamodules.transforms import eval_transform
+from datamodules.sources.image_tree import shard_image_tree
+from launch.config import load_config
+from lightning_modules.augment.evaluation import eval_transform
 from launch.cli import main
 from lightning_modules.classifier import Classifier
-from lightning_modules.real_labels import _imagenet_x_annotations, imagenet_wnids
+from lightning_modules.metrics.real_labels import _imagenet_x_annotations, imagenet_wnids
 
 # Validation images (ILSVRC2012_val_N) of four ImageNet classes, by original label, with their ReaL sets:
 # 230 Shetland sheepdog: 3 [230,231], 180, 393, 1147, 1963 [230], 1971 [230,231], 3196 [231], 3810 [230]
@@ -54,7 +55,7 @@ def test_real_accuracy_per_class(imagenet_like_shards, tmp_path, capsys):
     wnids = imagenet_wnids()
     real = json.loads((_imagenet_x_annotations() / "imagenet_real_labels.jsonl").read_text())
     model = Classifier.load_from_checkpoint(tmp_path / "real" / "checkpoints" / "last.ckpt").eval()
-    cfg = model.cfg.data
+    cfg = load_config(tmp_path / "real" / "config.yaml").data
     transform = eval_transform(cfg.image_size, cfg.mean, cfg.std)
     for cls, numbers in VAL.items():
         files = [root / "tree" / "val" / wnids[cls] / f"ILSVRC2012_val_{n:08d}.JPEG" for n in numbers]

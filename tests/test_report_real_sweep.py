@@ -29,7 +29,7 @@ def real_sweep(cifar_shards, tmp_path_factory):
 @pytest.fixture(scope="module")
 def downstream_shards(cifar_tree, tmp_path_factory):
     """A different task: 4 of the CIFAR-10 classes, as their own shard set."""
-    from datamodules.shard_writer import shard_image_tree
+    from datamodules.sources.image_tree import shard_image_tree
 
     tree = tmp_path_factory.mktemp("downstream_tree")
     for split in ("train", "test"):

@@ -9,7 +9,8 @@ import torch
 from sweep_helpers import TINY, assert_never_ran_twice, statuses, write_spec
 
 from launch.cli import main
-from launch.resume import find_resume_checkpoint, read_record, run_completed
+from launch.resume import find_resume_checkpoint
+from lightning_modules.run_record import read_record, run_completed
 
 
 def _touch_ckpt(path, mtime):

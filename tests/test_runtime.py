@@ -6,8 +6,10 @@ import pytest
 import torch
 
 from launch.cli import main
-from launch.config import ConfigError, load_config
+from datamodules.configkit import ConfigError
+from launch.config import load_config
 from lightning_modules import runtime
+from lightning_modules.optim import scaled_lr
 
 from conftest import REPO
 
@@ -17,31 +19,31 @@ TINY = ["data.image_size=32", "data.batch_size=32", "data.num_workers=0", "model
 
 def test_cpu_fallbacks_and_cuda_choices():
     cfg = load_config(overrides=["trainer.precision=bf16-mixed", "trainer.deterministic=false"])
-    cpu = runtime.resolve(cfg, cuda=False)
+    cpu = runtime.resolve(cfg.trainer, cuda=False)
     assert (cpu.precision, cpu.channels_last, cpu.pin_memory, cpu.cudnn_benchmark) == ("32-true", False, False, False)
     assert any("bf16-mixed needs CUDA" in n for n in cpu.notes)
-    gpu = runtime.resolve(cfg, cuda=True)
+    gpu = runtime.resolve(cfg.trainer, cuda=True)
     assert (gpu.precision, gpu.channels_last, gpu.pin_memory, gpu.cudnn_benchmark) == ("bf16-mixed", True, True, True)
     assert gpu.notes == []
     # cudnn.benchmark picks kernels by timing them: not with deterministic training.
-    strict = runtime.resolve(load_config(overrides=["trainer.deterministic=true"]), cuda=True)
+    strict = runtime.resolve(load_config(overrides=["trainer.deterministic=true"]).trainer, cuda=True)
     assert not strict.cudnn_benchmark and any("deterministic" in n for n in strict.notes)
     # An explicit CPU run never uses CUDA features, even where CUDA exists.
-    assert not runtime.cuda_in_use(load_config(overrides=["trainer.accelerator=cpu"]))
+    assert not runtime.cuda_in_use(load_config(overrides=["trainer.accelerator=cpu"]).trainer)
 
 
 def test_linear_lr_scaling_rule():
     o = load_config(overrides=["optim.lr=0.1", "optim.lr_scaling=linear"]).optim
-    assert runtime.scaled_lr(o, 128, 8) == (pytest.approx(0.4), 1024)
-    assert runtime.scaled_lr(o, 32, 1) == (pytest.approx(0.0125), 32)
-    assert runtime.scaled_lr(load_config().optim, 128, 8) == (0.1, 1024)  # "none" keeps optim.lr
+    assert scaled_lr(o, 128, 8) == (pytest.approx(0.4), 1024)
+    assert scaled_lr(o, 32, 1) == (pytest.approx(0.0125), 32)
+    assert scaled_lr(load_config().optim, 128, 8) == (0.1, 1024)  # "none" keeps optim.lr
     with pytest.raises(ConfigError, match="optim.lr_scaling"):
         load_config(overrides=["optim.lr_scaling=sqrt"])
 
 
 def test_imagenet_preset_is_the_paper_recipe():
     cfg = load_config(REPO / "configs" / "imagenet_resnet50.yaml")
-    lr, global_batch = runtime.scaled_lr(cfg.optim, cfg.data.batch_size, cfg.trainer.devices * cfg.trainer.num_nodes)
+    lr, global_batch = scaled_lr(cfg.optim, cfg.data.batch_size, cfg.trainer.devices * cfg.trainer.num_nodes)
     assert (global_batch, lr) == (1024, pytest.approx(0.4))
     assert cfg.model.arch == "resnet50" and cfg.optim.momentum == 0.9 and cfg.optim.schedule == "cosine"
     assert cfg.optim.label_smoothing == 0.1 and cfg.wd.value == 1e-4 and cfg.wd.exclude == "norm_and_bias"

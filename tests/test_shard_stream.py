@@ -3,10 +3,11 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from datamodules.shard_datamodule import ShardDataModule
-from datamodules.shard_stream import ShardStream
-from datamodules.shard_writer import read_manifest
-from launch.config import DataConfig
+from datamodules.torchvision_backend.datamodule import ShardDataModule
+from datamodules.torchvision_backend.shard_stream import ShardStream
+from datamodules.shards.format import read_manifest
+from datamodules.config import DataConfig
+from lightning_modules.augment import AugConfig, ImageTransforms
 
 
 def keys_seen(root, split, train, rank, world, workers, epoch=0, seed=0):
@@ -48,7 +49,8 @@ def test_training_order_is_seeded_and_changes_between_epochs(cifar_shards):
 def test_datamodule_batches_and_labels(cifar_shards):
     cfg = DataConfig(root=str(cifar_shards), image_size=32, batch_size=16, num_workers=0,
                      mean=[0.5] * 3, std=[0.25] * 3)
-    dm = ShardDataModule(cfg)
+    dm = ShardDataModule(cfg, ImageTransforms.of(AugConfig(), cfg))
+    dm.setup()
     assert dm.val_split == "test" and dm.num_classes == 10
     counts = torch.zeros(10, dtype=torch.long)
     for images, labels in dm.val_dataloader():

@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from datamodules.shard_writer import ShardError, read_manifest, shard_image_tree
+from datamodules.shards.format import ShardError, read_manifest
+from datamodules.sources.image_tree import shard_image_tree
 from launch.cli import main
 
 

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from datamodules.shard_writer import read_manifest, shard_image_tree
+from datamodules.shards.format import read_manifest
+from datamodules.sources.image_tree import shard_image_tree
 from launch.cli import main
 
 REPO = Path(__file__).resolve().parent.parent
@@ -62,7 +63,8 @@ def test_dali_reads_the_index_without_inferring_it(cifar_shards, capfd):
 
 KILL_AT_SHARD_3 = """
 import os, signal, sys
-import datamodules.shard_writer as w
+import datamodules.shards.writer as w
+from datamodules.sources.image_tree import shard_image_tree
 real = w.write_shard
 def write_shard(job):
     if job.split == "train" and job.number == 3:
@@ -70,7 +72,7 @@ def write_shard(job):
         os.kill(os.getpid(), signal.SIGKILL)  # killed in the middle of shard 3, as by the OOM killer or scancel
     return real(job)
 w.write_shard = write_shard
-w.shard_image_tree(sys.argv[1], sys.argv[2], shard_size=20, seed=0, workers=1)
+shard_image_tree(sys.argv[1], sys.argv[2], shard_size=20, seed=0, workers=1)
 """
 
 

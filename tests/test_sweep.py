@@ -11,9 +11,10 @@ from sweep_helpers import write_spec
 
 from launch.cli import main
 from launch.config import load_config
-from launch.sweep import Sweep, materialise, submit
-from launch.sweep_spec import load_spec, resolve_points
-from launch.sweep_status import claim, local_owner, read_status, transition
+from launch.sweep.folder import Sweep, materialise
+from launch.sweep.submit import submit
+from launch.sweep.spec import load_spec, resolve_points
+from launch.sweep.status import claim, local_owner, read_status, transition
 
 
 def _spec(tmp_path, **changes):

@@ -9,8 +9,8 @@ import pytest
 from sweep_helpers import assert_never_ran_twice, statuses, wait_for, write_spec
 
 from launch.cli import main
-from launch.resume import read_record
-from launch.sweep import Sweep
+from lightning_modules.run_record import read_record
+from launch.sweep.folder import Sweep
 
 pytestmark = pytest.mark.slow
 

@@ -118,7 +118,8 @@ def test_auto_mode_goes_offline_without_key_or_server(tmp_path, monkeypatch):
 
 
 def test_bad_logger_and_metrics_keys_are_named():
-    from launch.config import ConfigError, load_config
+    from datamodules.configkit import ConfigError
+    from launch.config import load_config
 
     with pytest.raises(ConfigError, match="logger.mode.*'cloud'.*auto, online, offline"):
         load_config(overrides=["logger.mode=cloud"])

@@ -7,7 +7,8 @@ import yaml
 from torch import nn
 
 from launch.cli import main
-from launch.config import WeightDecayConfig, load_config
+from launch.config import load_config
+from lightning_modules.weight_decay import WeightDecayConfig
 from lightning_modules import weight_decay
 from lightning_modules.classifier import Classifier
 from lightning_modules.models import build_model

@@ -10,7 +10,7 @@ import pandas as pd
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from launch.config import atomic_write_text, bounded, choice, validate
+from datamodules.configkit import atomic_write_text, bounded, choice, validate
 from launch.report import figures
 from launch.report.html import render
 from launch.report.runs import (ReportError, find_runs, numeric, parse_selector, read_run, setting_label,

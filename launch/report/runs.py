@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 from omegaconf import OmegaConf
 
+from launch.config import run_key_facts
 from launch.report.errors import ReportError  # noqa: F401  (raised here, importable from here)
 
 
@@ -23,8 +24,6 @@ BOOKKEEPING_KEYS = (
     "trainer.accelerator", "trainer.devices", "trainer.num_nodes", "trainer.log_every_n_steps",
     "trainer.check_val_every_n_epoch", "wandb.*", "slurm.*", "sweep.*", "executor.*", "launcher.*",
 )
-# A larger value of these keys is a *weaker* regularization (a crop keeping more of the image).
-WEAKER_WHEN_LARGER = ("*min_scale", "*scale_min", "*min_area")
 WEAK_WORDS = {"none", "off", "false", "", "null", "identity"}
 
 
@@ -131,10 +130,14 @@ def _fmt(v) -> str:
 
 
 def strength_rank(key: str, values: list) -> dict:
-    """0 for the weakest value of ``key`` to 1 for the strongest (see WEAKER_WHEN_LARGER, WEAK_WORDS)."""
+    """0 for the weakest value of ``key`` to 1 for the strongest.
+
+    Numbers: the config field's ``weaker`` fact says which end regularizes less (``aug.rrc.min_scale``: the
+    largest, a crop keeping more of the image); without one, the smallest. Other values: WEAK_WORDS first."""
     distinct = sorted(set(values), key=repr)
     if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in distinct):
-        ordered = sorted(distinct, reverse=_matches(key, WEAKER_WHEN_LARGER))
+        facts = run_key_facts(key) or {}
+        ordered = sorted(distinct, reverse=facts.get("weaker") == "high")
     else:
         ordered = sorted(distinct, key=lambda v: (str(v).lower() not in WEAK_WORDS and v is not False, repr(v)))
     return {v: (i / (len(ordered) - 1) if len(ordered) > 1 else 0.0) for i, v in enumerate(ordered)}

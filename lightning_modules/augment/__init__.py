@@ -1,7 +1,24 @@
-"""Pluggable training augmentation: policies registered by name, compiled from the ``aug`` config section."""
+"""Pluggable training augmentation: policies registered by name, compiled from the ``aug`` config section.
+
+Importing this package registers the built-in policies and gives the config section; the transforms
+(torchvision) are imported on first use.
+"""
 from lightning_modules.augment.policy import Policy
 from lightning_modules.augment.registry import POLICIES, check_policy_names, register_policy
 from lightning_modules.augment import builtin  # noqa: F401  (registers rrc, pad_crop, flip, color_jitter, none)
-from lightning_modules.augment.transform import build_train_transform, compile_torchvision
+from lightning_modules.augment.config import AugConfig
 
-__all__ = ["POLICIES", "Policy", "register_policy", "check_policy_names", "build_train_transform", "compile_torchvision"]
+__all__ = ["POLICIES", "AugConfig", "ImageTransforms", "Policy", "register_policy", "check_policy_names",
+           "build_train_transform", "compile_torchvision"]
+
+
+def __getattr__(name):
+    if name == "ImageTransforms":
+        from lightning_modules.augment.image_transforms import ImageTransforms
+
+        return ImageTransforms
+    if name in ("build_train_transform", "compile_torchvision"):
+        from lightning_modules.augment import transform
+
+        return getattr(transform, name)
+    raise AttributeError(name)

@@ -1,20 +1,40 @@
-"""The built-in policies: rrc, pad_crop, flip, color_jitter, none (torchvision and DALI)."""
+"""The built-in policies: rrc, pad_crop, flip, color_jitter, none (torchvision and DALI), with their parameters.
+
+torchvision and DALI are imported inside the methods that use them, so that reading a config stays light."""
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
-from torchvision.transforms import v2
-
-from launch.config import ColorJitterConfig, ConfigError, FlipConfig, PadCropConfig, RRCConfig
+from datamodules.configkit import ConfigError, bounded, choice, setting
 from lightning_modules.augment.policy import Policy
 from lightning_modules.augment.registry import register_policy
 
 
+@dataclass
+class RRCParams:
+    """Random-resized-crop; min_scale 1.0 means no random crop (resize + centre crop)."""
+
+    min_scale: float = bounded(0.08, 0.0, 1.0, low_inclusive=False, weaker="high",
+                               help="smallest crop area, as a fraction of the image; `1.0`: no random crop")
+    max_scale: float = bounded(1.0, 0.0, 1.0, low_inclusive=False, weaker="high",
+                               help="largest crop area, as a fraction of the image")
+    ratio: list[float] = setting(default_factory=lambda: [3 / 4, 4 / 3], help="aspect-ratio range [low, high] of the crop")
+
+    def validate(self) -> None:
+        if self.min_scale > self.max_scale:
+            raise ConfigError(f"aug.rrc.min_scale={self.min_scale} is above aug.rrc.max_scale={self.max_scale}")
+        if len(self.ratio) != 2 or not 0 < self.ratio[0] <= self.ratio[1]:
+            raise ConfigError(f"aug.rrc.ratio={self.ratio} must be [low, high] with 0 < low <= high (e.g. [0.75, 1.333])")
+
+
 @register_policy("rrc")
 class RandomResizedCrop(Policy):
-    Params, config_key, sets_size = RRCConfig, "rrc", True
+    Params, config_key, sets_size = RRCParams, "rrc", True
 
     def torchvision(self):
+        from torchvision.transforms import v2
+
         p, size = self.params, self.image_size
         if p.min_scale == 1.0:  # the "no augmentation" end of the sweep: the whole image, deterministic
             return [v2.Resize(size, antialias=True), v2.CenterCrop(size)]
@@ -22,7 +42,7 @@ class RandomResizedCrop(Policy):
 
     @classmethod
     def dali_neutral(cls):
-        return RRCConfig(min_scale=1.0, max_scale=1.0)
+        return RRCParams(min_scale=1.0, max_scale=1.0)
 
     def dali_decode(self, encoded, labels, device):
         from nvidia.dali import fn, types
@@ -70,18 +90,29 @@ class RandomResizedCrop(Policy):
         return fn.stack(x, y), fn.stack(w, h)
 
 
+@dataclass
+class PadCropParams:
+    """Resize to data.image_size, pad every side, random crop back (CIFAR-style)."""
+
+    padding: int = bounded(4, 0, weaker="low", help="pixels of padding on every side before the random crop")
+    padding_mode: str = choice("constant", ["constant", "edge", "reflect", "symmetric"],
+                               help="how the padding is filled (torchvision's `RandomCrop(padding_mode=)`)")
+
+
 @register_policy("pad_crop")
 class PadCrop(Policy):
-    Params, config_key, sets_size = PadCropConfig, "pad_crop", True
+    Params, config_key, sets_size = PadCropParams, "pad_crop", True
 
     def torchvision(self):
+        from torchvision.transforms import v2
+
         p, size = self.params, self.image_size
         return [v2.Resize(size, antialias=True), v2.CenterCrop(size),
                 v2.RandomCrop(size, padding=p.padding, padding_mode=p.padding_mode)]
 
     @classmethod
     def dali_neutral(cls):
-        return PadCropConfig(padding=0)
+        return PadCropParams(padding=0)
 
     def dali(self, images, labels):
         import nvidia.dali.math as dmath
@@ -104,16 +135,23 @@ class PadCrop(Policy):
         return images
 
 
+@dataclass
+class FlipParams:
+    p: float = bounded(0.5, 0.0, 1.0, weaker="low", help="horizontal flip probability")
+
+
 @register_policy("flip")
 class Flip(Policy):
-    Params, config_key = FlipConfig, "flip"
+    Params, config_key = FlipParams, "flip"
 
     def torchvision(self):
+        from torchvision.transforms import v2
+
         return [v2.RandomHorizontalFlip(self.params.p)]
 
     @classmethod
     def dali_neutral(cls):
-        return FlipConfig(p=0.0)
+        return FlipParams(p=0.0)
 
     def dali(self, images, labels):
         from nvidia.dali import fn
@@ -126,18 +164,29 @@ class Flip(Policy):
         return fn.flip(images, horizontal=as_int(flip))
 
 
+@dataclass
+class ColorJitterParams:
+    """Brightness, contrast and saturation jitter of +-strength (timm's color_jitter), applied with probability p."""
+
+    strength: float = bounded(0.4, 0.0, weaker="low", help="brightness, contrast and saturation jitter of +-strength")
+    hue: float = bounded(0.0, 0.0, 0.5, weaker="low", help="hue jitter of +-hue (a fraction of the colour circle)")
+    p: float = bounded(1.0, 0.0, 1.0, weaker="low", help="probability that an image is jittered")
+
+
 @register_policy("color_jitter")
 class ColorJitter(Policy):
-    Params, config_key = ColorJitterConfig, "color_jitter"
+    Params, config_key = ColorJitterParams, "color_jitter"
 
     def torchvision(self):
+        from torchvision.transforms import v2
+
         s = self.params.strength
         jitter = v2.ColorJitter(brightness=s, contrast=s, saturation=s, hue=self.params.hue)
         return [v2.RandomApply([jitter], p=self.params.p)]
 
     @classmethod
     def dali_neutral(cls):
-        return ColorJitterConfig(p=0.0)
+        return ColorJitterParams(p=0.0)
 
     def dali(self, images, labels):
         import nvidia.dali.math as dmath

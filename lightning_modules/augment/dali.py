@@ -13,7 +13,8 @@ from types import SimpleNamespace
 
 from nvidia.dali import fn, types
 
-from launch.config import AugConfig, ConfigError
+from datamodules.configkit import ConfigError
+from lightning_modules.augment.config import AugConfig
 from lightning_modules.augment.registry import get_policy, policy_params
 from lightning_modules.augment.transform import class_index
 
@@ -94,7 +95,7 @@ def check_dali_support(aug: AugConfig) -> None:
     missing = sorted(n for n in names if get_policy(n).dali is Policy.dali)
     if missing:
         raise ConfigError(f"augmentation policies {missing} have no DALI implementation (Policy.dali); "
-                          "use data.backend=torchvision or implement dali() (README: 'Add your own policy')")
+                          "use data.backend=torchvision or implement dali() (docs/policies.md: 'Add your own policy')")
 
 
 def compile_dali(encoded, labels, aug: AugConfig, class_names: list[str], image_size: int, mean, std,
@@ -122,15 +123,4 @@ def compile_dali(encoded, labels, aug: AugConfig, class_names: list[str], image_
         if policy.sets_size:
             hw = (size, size)
     return fn.crop_mirror_normalize(images, dtype=types.FLOAT, output_layout="CHW",
-                                    mean=[255.0 * m for m in mean], std=[255.0 * s for s in std])
-
-
-def eval_dali(encoded, image_size: int, mean, std, device: str):
-    """Resize the short side to image_size / 0.875 (image_size at <= 64 px, as datamodules/transforms.py), centre-crop."""
-    from datamodules.transforms import EVAL_CROP_RATIO
-
-    resize = image_size if image_size <= 64 else int(round(image_size / EVAL_CROP_RATIO))
-    images = fn.decoders.image(encoded, device=device, output_type=types.RGB)
-    images = fn.resize(images, resize_shorter=float(resize))
-    return fn.crop_mirror_normalize(images, crop=(image_size, image_size), dtype=types.FLOAT, output_layout="CHW",
                                     mean=[255.0 * m for m in mean], std=[255.0 * s for s in std])

@@ -13,7 +13,7 @@ class NoParams:
 class Policy:
     """One named augmentation step with typed parameters.
 
-    Subclasses set ``Params`` (a dataclass; use ``launch.config.bounded``/``choice`` for checked fields) and
+    Subclasses set ``Params`` (a dataclass; use ``datamodules.configkit.bounded``/``choice`` for checked fields) and
     implement ``torchvision()``. Registered with ``@register_policy("name")``; ``aug.policy`` lists names.
     A policy with ``sets_size = True`` outputs ``image_size`` x ``image_size`` images itself (at most one per
     policy list); without one, the images are resized and centre-cropped to ``image_size`` first.

@@ -1,12 +1,10 @@
 """Augmentation policies by name, and the config-time checks of ``aug.policy`` / ``aug.custom``."""
 from __future__ import annotations
 
-import difflib
-
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from launch.config import ConfigError, validate
+from datamodules.configkit import ConfigError, did_you_mean, validate
 from lightning_modules.augment.policy import Policy
 
 POLICIES: dict[str, type[Policy]] = {}
@@ -25,11 +23,9 @@ def register_policy(name: str):
 
 def get_policy(name: str, where: str = "aug.policy") -> type[Policy]:
     if name not in POLICIES:
-        msg = f"unknown augmentation policy '{name}' in {where}. Registered policies: {', '.join(sorted(POLICIES))}."
-        near = difflib.get_close_matches(str(name), list(POLICIES), n=1, cutoff=0.6)
-        if near:
-            msg += f" Did you mean '{near[0]}'?"
-        raise ConfigError(msg + " To add one, see 'Add your own policy' in README.md.")
+        raise ConfigError(f"unknown augmentation policy '{name}' in {where}. Registered policies: "
+                          f"{', '.join(sorted(POLICIES))}." + did_you_mean(name, POLICIES)
+                          + " To add one, see docs/policies.md ('Add your own policy').")
     return POLICIES[name]
 
 

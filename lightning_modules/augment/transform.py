@@ -1,13 +1,13 @@
 """Compile an ``aug`` config section into the training transform, class-conditional when it has overrides."""
 from __future__ import annotations
 
-import difflib
 from typing import Callable
 
 from torchvision.transforms import v2
 
-from datamodules.transforms import to_float_normalized
-from launch.config import AugConfig, ConfigError
+from datamodules.configkit import ConfigError, did_you_mean
+from lightning_modules.augment.config import AugConfig
+from lightning_modules.augment.evaluation import to_float_normalized
 from lightning_modules.augment.registry import build_policies
 
 
@@ -27,10 +27,7 @@ def class_index(key, class_names: list[str]) -> int:
         return class_names.index(text)
     if text.isdigit() and int(text) < len(class_names):
         return int(text)
-    msg = f"aug.class_overrides: '{text}' is not a class of these shards."
-    near = difflib.get_close_matches(text, class_names, n=1, cutoff=0.6)
-    if near:
-        msg += f" Did you mean '{near[0]}'?"
+    msg = f"aug.class_overrides: '{text}' is not a class of these shards." + did_you_mean(text, class_names)
     shown = ", ".join(class_names[:50]) + (f", ... ({len(class_names)} in all)" if len(class_names) > 50 else "")
     raise ConfigError(f"{msg} Use a class name from classes.json or an index 0-{len(class_names) - 1}. "
                       f"Valid names: {shown}.")

@@ -1,0 +1,117 @@
+"""An iterable of exact epochs over one DALI pipeline (see datamodules/dali_backend/datamodule.py)."""
+from __future__ import annotations
+
+import math
+import re
+
+import torch
+
+from datamodules.dali_backend.pipeline import READER
+from datamodules.shards.format import ShardError
+
+_END = object()
+
+
+def batches_per_epoch(num_samples: int, world_size: int, batch_size: int) -> int:
+    """Batches every rank yields per epoch: those of the smallest DALI shard (floor(N / world) samples)."""
+    return max(1, math.ceil((num_samples // world_size) / batch_size))
+
+
+def _explain(error: RuntimeError) -> Exception:
+    """DALI's decode error names the sample as 'shard.tar:offset:key.ext': turn it into a clear message."""
+    found = re.search(r"Failed to decode sample #\d+ : (\S+?):(\d+):(\S+)", str(error))
+    if not found:
+        return error
+    shard, offset, member = found.groups()
+    return ShardError(f"cannot decode image '{member}' (byte {offset}) in shard '{shard}'. Re-create the shards with "
+                      "`classreg shard --verify` (it decodes every image, skips and lists corrupt ones), or train "
+                      "with data.backend=torchvision")
+
+
+def _keyed_iterator_class():
+    from nvidia.dali.plugin.pytorch import DALIGenericIterator
+
+    class KeyedIterator(DALIGenericIterator):
+        """Also keeps the sample keys of the latest batch, from DALI's source info ('shard.tar:offset:key.lbl')."""
+
+        last_keys: list[str] = []
+
+        def _get_outputs(self):
+            outputs = super()._get_outputs()
+            labels = outputs[0][1]
+            self.last_keys = [labels[i].source_info().rsplit(":", 2)[2].rsplit(".", 1)[0] for i in range(len(labels))]
+            return outputs
+
+    return KeyedIterator
+
+
+class DaliLoader:
+    """An iterable of (images, labels) batches over one DALI pipeline, ``len()`` batches per epoch.
+
+    ``with_keys``: (images, labels, keys) batches, keys being the samples' WebDataset keys.
+
+    It lives for the whole fit (Lightning asks for the loader every epoch; the pipeline and its shuffle state
+    are kept). If Lightning stops early (``limit_*_batches``), a training epoch continues where it stopped the
+    next time, and an evaluation epoch is finished first, so each validation starts at the first sample.
+    """
+
+    def __init__(self, pipe, steps: int, restart: bool, with_keys: bool = False):
+        from nvidia.dali.plugin.base_iterator import LastBatchPolicy
+        from nvidia.dali.plugin.pytorch import DALIGenericIterator
+
+        iterator_class = _keyed_iterator_class() if with_keys else DALIGenericIterator
+        self.iterator = iterator_class([pipe], ["images", "labels"], reader_name=READER,
+                                       last_batch_policy=LastBatchPolicy.PARTIAL, auto_reset=True,
+                                       prepare_first_batch=False)
+        self.steps, self.restart, self.with_keys = steps, restart, with_keys
+        self._stream = self._epochs()
+        self._mid_epoch = False
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def _dali_batches(self):
+        try:
+            for out in self.iterator:
+                labels = out[0]["labels"].view(-1).long()
+                keys = (self.iterator.last_keys[: len(labels)],) if self.with_keys else ()
+                yield (out[0]["images"], labels, *keys)
+        except RuntimeError as e:
+            raise _explain(e) from None
+
+    def _epochs(self):
+        while True:
+            produced, tail = 0, []
+            for batch in self._dali_batches():
+                if not len(batch[1]):
+                    continue  # a batch of padding only
+                if produced < self.steps - 1:
+                    produced += 1
+                    yield batch
+                else:  # the last batch, plus the one extra sample a larger DALI shard may have
+                    tail.append(tuple(x.clone() if torch.is_tensor(x) else x for x in batch))
+            if tail:
+                yield tuple(torch.cat(part) if torch.is_tensor(part[0]) else sum(part, []) for part in zip(*tail))
+            yield _END
+
+    def __iter__(self):
+        if self._mid_epoch and self.restart:
+            for batch in self._stream:
+                if batch is _END:
+                    break
+        self._mid_epoch = True
+        produced = 0
+        for batch in self._stream:
+            if batch is _END:  # (only if a rank had fewer batches than len(); cannot happen, see batches_per_epoch)
+                break
+            produced += 1
+            if produced == self.steps:  # Lightning stops after len() batches: close the epoch before yielding
+                if next(self._stream) is not _END:
+                    raise RuntimeError("DaliLoader: a rank produced more batches than len(); please report this")
+                self._mid_epoch = False
+                yield batch
+                return
+            yield batch
+        self._mid_epoch = False
+
+
