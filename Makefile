@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 FASHION_MNIST := /usr/share/datasets/fashion-mnist
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-fast bench fashion-mnist chromium slurm clean
+.PHONY: install demo test test-fast lint bench fashion-mnist chromium slurm clean
 
 install: $(STAMP)
 
@@ -43,8 +43,14 @@ slurm:
 demo: install fashion-mnist
 	$(BIN)/classreg demo
 
-test: install fashion-mnist chromium slurm
+test: install fashion-mnist chromium slurm lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Style (ruff) and the import layers (import-linter contracts in setup.cfg).
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 test-fast: install
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)

@@ -16,6 +16,7 @@ torchvision uses that many DataLoader workers, DALI that many threads. Rows:
 Timings are interleaved (every configuration once per repeat) and the median images/s is reported; the
 machine's speed drifts, and other processes on it add noise.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,7 +36,7 @@ from PIL import Image
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from datamodules.shards.format import read_manifest
+from datamodules.shards.format import read_manifest  # noqa: E402
 from datamodules.sources.image_tree import shard_image_tree  # noqa: E402
 from launch.config import load_config  # noqa: E402
 from lightning_modules.augment import ImageTransforms  # noqa: E402
@@ -90,7 +91,6 @@ _CROP = None
 def _decode_crop(chunk: list[bytes]) -> int:
     import torch
     from torchvision.io import decode_jpeg
-    from torchvision.transforms import v2
 
     torch.set_num_threads(1)
     for data in chunk:
@@ -126,9 +126,18 @@ def time_loader(loader, warmup_batches: int = 2) -> float:
 
 
 def make_loader(backend: str, root: Path, train: bool, cores: int, size: int, batch: int):
-    cfg = load_config(None, [f"data.root={root}", f"data.backend={backend}", f"data.image_size={size}",
-                             f"data.batch_size={batch}", f"data.num_workers={cores}", "data.shuffle_buffer=256",
-                             "data.val_split=train"])
+    cfg = load_config(
+        None,
+        [
+            f"data.root={root}",
+            f"data.backend={backend}",
+            f"data.image_size={size}",
+            f"data.batch_size={batch}",
+            f"data.num_workers={cores}",
+            "data.shuffle_buffer=256",
+            "data.val_split=train",
+        ],
+    )
     if backend == "dali":
         from datamodules.dali_backend.datamodule import DaliDataModule
 
@@ -153,8 +162,9 @@ def measure(name: str, root: Path, size: int, cores: int, batch: int) -> float:
 def _measure(name: str, root: Path, size: int, cores: int, batch: int) -> float:
     import torch
 
-    os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:cores] if cores <= len(os.sched_getaffinity(0))
-                         else os.sched_getaffinity(0))
+    os.sched_setaffinity(
+        0, sorted(os.sched_getaffinity(0))[:cores] if cores <= len(os.sched_getaffinity(0)) else os.sched_getaffinity(0)
+    )
     torch.set_num_threads(1)
     if name == "decode only":
         return time_pool(_decode_only, jpeg_bytes(root), cores, size)
@@ -194,13 +204,16 @@ def main(argv=None) -> int:
             shard_image_tree(tree, shards, shard_size=max(1, count // 8), workers=len(all_cpus))
         size, batch = (32, 128) if name == "cifar10" else (224, 64)
         data = jpeg_bytes(shards)
-        print(f"{name}: {len(data)} JPEGs, {np.mean([len(d) for d in data]) / 1000:.1f} KB average, "
-              f"{size} px output, batch {batch}", flush=True)
+        print(
+            f"{name}: {len(data)} JPEGs, {np.mean([len(d) for d in data]) / 1000:.1f} KB average, "
+            f"{size} px output, batch {batch}",
+            flush=True,
+        )
         datasets[name] = (shards, size, batch, data)
 
     results: dict[tuple, list[float]] = {}
     for repeat in range(args.repeats):
-        for name, (shards, size, batch, data) in datasets.items():
+        for name, (shards, size, batch, _) in datasets.items():
             for cores in cores_list:
                 for row in ROWS:
                     value = measure(row, shards, size, cores, batch)
@@ -209,16 +222,20 @@ def main(argv=None) -> int:
 
     for name in datasets:
         print(f"\n{name}: images/s (median of {args.repeats})")
-        print(f"| path | " + " | ".join(f"{c} core{'s' if c > 1 else ''}" for c in cores_list) + " |")
+        print("| path | " + " | ".join(f"{c} core{'s' if c > 1 else ''}" for c in cores_list) + " |")
         print("|---|" + "---|" * len(cores_list))
         med = {k: statistics.median(v) for k, v in results.items()}
         for row in ROWS:
             print(f"| {row} | " + " | ".join(f"{med[(name, c, row)]:.0f}" for c in cores_list) + " |")
-        for label, a, b in (("dali / torchvision, train", "dali train", "torchvision train"),
-                            ("dali / torchvision, eval", "dali eval", "torchvision eval"),
-                            ("dali train / decode + crop", "dali train", "decode + crop"),
-                            ("dali train / decode only", "dali train", "decode only")):
-            print(f"| {label} | " + " | ".join(f"{med[(name, c, a)] / med[(name, c, b)]:.2f}x" for c in cores_list) + " |")
+        for label, a, b in (
+            ("dali / torchvision, train", "dali train", "torchvision train"),
+            ("dali / torchvision, eval", "dali eval", "torchvision eval"),
+            ("dali train / decode + crop", "dali train", "decode + crop"),
+            ("dali train / decode only", "dali train", "decode only"),
+        ):
+            print(
+                f"| {label} | " + " | ".join(f"{med[(name, c, a)] / med[(name, c, b)]:.2f}x" for c in cores_list) + " |"
+            )
     return 0
 
 

@@ -7,6 +7,7 @@ Submission is timed as `classreg sweep submit` does it: validate every point, wr
 e.g. by slurm/start_local_cluster.sh), submit it held (`--hold`), mark 1,000 points queued and cancel it;
 otherwise as `--dry-run`. Targets: submit < 2 s, status < 1 s.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,16 +28,25 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from rich.console import Console  # noqa: E402
 
 from launch.sweep.folder import Sweep, materialise
-from launch.sweep.submit import cancel, submit  # noqa: E402
 from launch.sweep.report import print_status, status_json, status_rows  # noqa: E402
 from launch.sweep.status import read_status, transition  # noqa: E402
+from launch.sweep.submit import cancel, submit  # noqa: E402
 
 
 def write_spec(path: Path, name: str, seeds: int) -> Path:
-    spec = {"name": name, "base": "configs/cifar10_resnet18.yaml", "overrides": ["data.root=/data/cifar10"],
-            "axes": {"product": {"optim.lr": [round(0.01 * (i + 1), 2) for i in range(10)],
-                                 "optim.label_smoothing": [round(0.05 * i, 2) for i in range(10)]}},
-            "seeds": list(range(seeds)), "resources": {"cpus_per_task": 1, "mem": "100M", "throttle": 100}}  # the local cluster has no GPUs
+    spec = {
+        "name": name,
+        "base": "configs/cifar10_resnet18.yaml",
+        "overrides": ["data.root=/data/cifar10"],
+        "axes": {
+            "product": {
+                "optim.lr": [round(0.01 * (i + 1), 2) for i in range(10)],
+                "optim.label_smoothing": [round(0.05 * i, 2) for i in range(10)],
+            }
+        },
+        "seeds": list(range(seeds)),
+        "resources": {"cpus_per_task": 1, "mem": "100M", "throttle": 100},
+    }  # the local cluster has no GPUs
     path.write_text(yaml.safe_dump(spec))
     return path
 
@@ -79,12 +89,16 @@ def main() -> None:
     real = bool(os.environ.get("SLURM_CONF")) and shutil.which("sbatch") is not None
     t_sub, (job, ids) = timed(lambda: submit(sweep, dry_run=not real, hold=True))
     how = f"sbatch --hold (job {job}), {len(ids)} points marked queued" if real else "--dry-run (no SLURM here)"
-    print(f"submit of {total} points: {t_mat + t_sub:.2f} s "
-          f"(validate + write folders {t_mat:.2f} s; render job array, {how}: {t_sub:.2f} s)")
+    print(
+        f"submit of {total} points: {t_mat + t_sub:.2f} s "
+        f"(validate + write folders {t_mat:.2f} s; render job array, {how}: {t_sub:.2f} s)"
+    )
     if real:
         t_cancel, cancelled = timed(lambda: cancel(sweep))
         print(f"cancel of {len(cancelled)} queued points: {t_cancel:.2f} s")
-    print(f"  (this filesystem alone: 1000 folders with 2 small files take {floor_write(work / 'floor1000', 1000):.2f} s)")
+    print(
+        f"  (this filesystem alone: 1000 folders with 2 small files take {floor_write(work / 'floor1000', 1000):.2f} s)"
+    )
     t_again, (_, new_again, _) = timed(lambda: materialise(spec, work / "grid1000"))
     print(f"submit again (nothing new, {new_again} new points): {t_again:.2f} s")
 
@@ -109,8 +123,10 @@ def main() -> None:
     console = Console(file=io.StringIO(), width=140)
     t_table, _ = timed(lambda: print_status(sweep, rows, limit=200, console=console))
     t_json, text = timed(lambda: status_json(sweep, rows))
-    print(f"status of {len(rows)} points: {t_rows + t_table:.2f} s (read {t_rows:.2f} s, table {t_table:.2f} s); "
-          f"--json {t_rows + t_json:.2f} s ({len(text) / 1e6:.1f} MB)")
+    print(
+        f"status of {len(rows)} points: {t_rows + t_table:.2f} s (read {t_rows:.2f} s, table {t_table:.2f} s); "
+        f"--json {t_rows + t_json:.2f} s ({len(text) / 1e6:.1f} MB)"
+    )
     print(f"  (this filesystem alone: reading 10000 small files takes {floor_read(sweep.points_dir):.2f} s)")
     assert read_status(points[0])["id"] == points[0].name
     print(f"folders kept in {work}")

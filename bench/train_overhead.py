@@ -10,6 +10,7 @@ first timed step to the end of the last (Lightning's start-up and the final chec
 
     PYTHONPATH=$PWD python bench/train_overhead.py [--steps 20] [--repeats 3] [--arch resnet18]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,14 +29,14 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from datamodules.torchvision_backend.datamodule import ShardDataModule  # noqa: E402
 from datamodules.sources.image_tree import shard_image_tree  # noqa: E402
+from datamodules.torchvision_backend.datamodule import ShardDataModule  # noqa: E402
 from launch.config import load_config  # noqa: E402
 from launch.fit import fit  # noqa: E402
-from lightning_modules.augment import ImageTransforms  # noqa: E402
 from lightning_modules import weight_decay  # noqa: E402
-from lightning_modules.optim import scaled_lr, warmup_cosine  # noqa: E402
+from lightning_modules.augment import ImageTransforms  # noqa: E402
 from lightning_modules.models import build_model  # noqa: E402
+from lightning_modules.optim import scaled_lr, warmup_cosine  # noqa: E402
 
 CIFAR_TGZ = Path(os.environ.get("CLASSREG_CIFAR10_TGZ", REPO.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"))
 
@@ -93,11 +94,13 @@ def run_plain(cfg, warmup: int, steps: int) -> float:
     model = build_model(cfg.model.arch, data.num_classes, cfg.model.stem, cfg.data.image_size)
     lr, _ = scaled_lr(cfg.optim, cfg.data.batch_size, 1)
     o = cfg.optim
-    optimizer = torch.optim.SGD(weight_decay.param_groups(model, cfg.wd), lr=lr, momentum=o.momentum,
-                                nesterov=o.nesterov)
+    optimizer = torch.optim.SGD(
+        weight_decay.param_groups(model, cfg.wd), lr=lr, momentum=o.momentum, nesterov=o.nesterov
+    )
     warmup_steps = int(round(o.warmup_epochs * steps / cfg.trainer.max_epochs))
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: warmup_cosine(s, steps, warmup_steps, o.warmup_start_factor, o.schedule))
+        optimizer, lambda s: warmup_cosine(s, steps, warmup_steps, o.warmup_start_factor, o.schedule)
+    )
     criterion = torch.nn.CrossEntropyLoss(label_smoothing=o.label_smoothing)
     model.train()
     start = end = None
@@ -134,13 +137,25 @@ def main(argv=None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     shards = cifar_shards(work, args.train_per_class, 10)
     os.environ.setdefault("WANDB_MODE", "disabled")
-    cfg = load_config(REPO / "configs" / "cifar10_resnet18.yaml", [
-        f"data.root={shards}", f"out_dir={work / 'runs'}", f"model.arch={args.arch}",
-        f"data.batch_size={args.batch_size}", f"data.num_workers={args.num_workers}",
-        "trainer.max_epochs=1", f"trainer.limit_train_batches={args.steps}", "trainer.accelerator=cpu",
-        "trainer.progress_bar=false", "logger.wandb=false"])
-    print(f"{args.arch}, batch {args.batch_size}, {args.steps} steps ({args.warmup} untimed), "
-          f"{args.num_workers} loader worker(s), {torch.get_num_threads()} torch threads, {args.repeats} repeats")
+    cfg = load_config(
+        REPO / "configs" / "cifar10_resnet18.yaml",
+        [
+            f"data.root={shards}",
+            f"out_dir={work / 'runs'}",
+            f"model.arch={args.arch}",
+            f"data.batch_size={args.batch_size}",
+            f"data.num_workers={args.num_workers}",
+            "trainer.max_epochs=1",
+            f"trainer.limit_train_batches={args.steps}",
+            "trainer.accelerator=cpu",
+            "trainer.progress_bar=false",
+            "logger.wandb=false",
+        ],
+    )
+    print(
+        f"{args.arch}, batch {args.batch_size}, {args.steps} steps ({args.warmup} untimed), "
+        f"{args.num_workers} loader worker(s), {torch.get_num_threads()} torch threads, {args.repeats} repeats"
+    )
     results = {"classreg": [], "plain": []}
     for r in range(args.repeats):
         order = ("classreg", "plain") if r % 2 == 0 else ("plain", "classreg")

@@ -4,6 +4,7 @@ they are given.
 The augmentation code lives above this package (lightning_modules/augment); a datamodule receives it as an
 ``ImageTransforms`` object and calls it in ``setup()``, once the class names are known.
 """
+
 from __future__ import annotations
 
 from pathlib import Path

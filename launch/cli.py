@@ -1,4 +1,5 @@
 """`classreg`: the command-line entry point."""
+
 from __future__ import annotations
 
 import argparse
@@ -28,8 +29,9 @@ def _cmd_shard(args) -> int:
     if len(args.paths) == 1 and args.source_format == "imagefolder":
         raise ShardError("`classreg shard SRC OUT` needs both SRC (an image-folder tree) and OUT")
     src, out = (None, args.paths[0]) if len(args.paths) == 1 else args.paths
-    opts = dict(shard_size=args.shard_size, seed=args.seed, workers=args.workers, overwrite=args.overwrite,
-                verify=args.verify)
+    opts = dict(
+        shard_size=args.shard_size, seed=args.seed, workers=args.workers, overwrite=args.overwrite, verify=args.verify
+    )
     if args.source_format == "fashion-mnist":
         from datamodules.sources.fashion_mnist import shard_fashion_mnist
 
@@ -55,8 +57,14 @@ def _cmd_demo(args) -> int:
 def _cmd_report(args) -> int:
     from launch.report import ReportOptions, build_report
 
-    options = ReportOptions(reference=args.reference, strength=args.strength, fdr=args.fdr, test=args.test,
-                            curves=args.curves, ignore=args.ignore)
+    options = ReportOptions(
+        reference=args.reference,
+        strength=args.strength,
+        fdr=args.fdr,
+        test=args.test,
+        curves=args.curves,
+        ignore=args.ignore,
+    )
     report = build_report(args.paths, args.out, options, progress=not args.no_progress)
     print(report.headline)
     print(f"report: {report.html}")
@@ -79,19 +87,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_fit)
 
     p = sub.add_parser("shard", help="write WebDataset shards from an image-folder tree or Fashion-MNIST")
-    p.add_argument("paths", nargs="+", metavar="[SRC] OUT",
-                   help="SRC: folder with train/<class>/*.jpg (and val/ or test/); optional with --from fashion-mnist")
+    p.add_argument(
+        "paths",
+        nargs="+",
+        metavar="[SRC] OUT",
+        help="SRC: folder with train/<class>/*.jpg (and val/ or test/); optional with --from fashion-mnist",
+    )
     p.add_argument("--from", dest="source_format", choices=["imagefolder", "fashion-mnist"], default="imagefolder")
     p.add_argument("--shard-size", type=int, default=1000, help="samples per shard (default 1000)")
     p.add_argument("--seed", type=int, default=0, help="seed of the shuffle across shards")
     p.add_argument("--workers", type=int, default=None, help="encoding processes (default: all cores)")
-    p.add_argument("--overwrite", action="store_true", help="rewrite finished shards in OUT (otherwise an "
-                   "interrupted run in OUT is resumed: finished shards are kept)")
-    p.add_argument("--verify", action="store_true",
-                   help="decode every image fully (default: check headers and that each JPEG is complete); "
-                        "corrupt images are skipped and listed")
-    p.add_argument("--download-root", default=None,
-                   help="fashion-mnist only: let torchvision download it here when it is not installed")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="rewrite finished shards in OUT (otherwise an "
+        "interrupted run in OUT is resumed: finished shards are kept)",
+    )
+    p.add_argument(
+        "--verify",
+        action="store_true",
+        help="decode every image fully (default: check headers and that each JPEG is complete); "
+        "corrupt images are skipped and listed",
+    )
+    p.add_argument(
+        "--download-root",
+        default=None,
+        help="fashion-mnist only: let torchvision download it here when it is not installed",
+    )
     p.set_defaults(func=_cmd_shard)
 
     p = sub.add_parser("demo", help="shard Fashion-MNIST, run a small regularization sweep here, report it")
@@ -104,22 +126,43 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="per-class statistics, figures and an HTML report over a sweep's runs")
     p.add_argument("paths", nargs="+", metavar="D", help="a sweep folder (searched for run folders) or run folders")
     p.add_argument("--out", "-o", default=None, help="output folder (default D/report, or ./report for run folders)")
-    p.add_argument("--reference", default="", metavar="KEY=VALUE[,KEY=VALUE]",
-                   help="the reference setting (default: the weakest regularization)")
-    p.add_argument("--strength", default="", metavar="KEY",
-                   help="varying key on the x axis of the strength curves (default: the numeric one with most values)")
+    p.add_argument(
+        "--reference",
+        default="",
+        metavar="KEY=VALUE[,KEY=VALUE]",
+        help="the reference setting (default: the weakest regularization)",
+    )
+    p.add_argument(
+        "--strength",
+        default="",
+        metavar="KEY",
+        help="varying key on the x axis of the strength curves (default: the numeric one with most values)",
+    )
     p.add_argument("--fdr", type=float, default=0.1, help="Benjamini-Hochberg false discovery rate (default 0.1)")
-    p.add_argument("--test", default="counts", choices=["counts", "paired-t", "welch-t"],
-                   help="per-class test (default counts: quasi-binomial on pooled counts; see README)")
+    p.add_argument(
+        "--test",
+        default="counts",
+        choices=["counts", "paired-t", "welch-t"],
+        help="per-class test (default counts: quasi-binomial on pooled counts; see README)",
+    )
     p.add_argument("--curves", type=int, default=3, help="most hurt and most helped classes to draw (default 3)")
-    p.add_argument("--ignore", action="append", default=[], metavar="KEY",
-                   help="a config key (glob) that is not a setting; repeatable")
+    p.add_argument(
+        "--ignore",
+        action="append",
+        default=[],
+        metavar="KEY",
+        help="a config key (glob) that is not a setting; repeatable",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_report)
 
     p = sub.add_parser("transfer", help="linear probes on frozen checkpoints, trained on a downstream dataset")
-    p.add_argument("path", metavar="D", help="a sweep folder (searched for run folders with checkpoints) or a run folder")
-    p.add_argument("--downstream", "-d", required=True, metavar="CONFIG", help="YAML: the downstream data and probe training")
+    p.add_argument(
+        "path", metavar="D", help="a sweep folder (searched for run folders with checkpoints) or a run folder"
+    )
+    p.add_argument(
+        "--downstream", "-d", required=True, metavar="CONFIG", help="YAML: the downstream data and probe training"
+    )
     p.add_argument("--out", "-o", default=None, help="where the probe runs go (default D-transfer)")
     p.add_argument("--report", action="store_true", help="then run `classreg report` on the probe runs")
     p.add_argument("overrides", nargs="*", metavar="key.path=value", help="overrides of the downstream config")

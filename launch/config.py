@@ -4,6 +4,7 @@ Defaults, then a YAML preset, then ``key.path=value`` overrides (datamodules/con
 work starts. The facts about every field (range, choices, help, the weaker end of a regularization) are its
 metadata: ``python -m launch.config_reference`` writes them to docs/config.md.
 """
+
 from __future__ import annotations
 
 import os
@@ -45,8 +46,9 @@ class RunConfig:
         return Path(self.out_dir) / self.name
 
 
-def load_config(path: Optional[str | os.PathLike] = None, overrides: tuple[str, ...] | list[str] = (),
-                schema: type = RunConfig):
+def load_config(
+    path: Optional[str | os.PathLike] = None, overrides: tuple[str, ...] | list[str] = (), schema: type = RunConfig
+):
     """Defaults <- YAML preset <- dotted overrides; a validated ``schema`` instance (``RunConfig`` by default)."""
     return _load_config(path, overrides, schema)
 

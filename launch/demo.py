@@ -1,4 +1,5 @@
 """`classreg demo`: Fashion-MNIST -> shards -> a small regularization sweep run here -> the report."""
+
 from __future__ import annotations
 
 import os
@@ -29,8 +30,14 @@ def demo_spec(workdir: Path, shards: Path, overrides: list[str]) -> Path:
 
 def run_sweep_with_progress(sweep, jobs: int, console: Console) -> dict[str, int]:
     total = len(sweep.point_dirs())
-    columns = (SpinnerColumn(), TextColumn("[bold]points"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("{task.fields[running]} running"), TimeElapsedColumn())
+    columns = (
+        SpinnerColumn(),
+        TextColumn("[bold]points"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[running]} running"),
+        TimeElapsedColumn(),
+    )
     with Progress(*columns, console=console) as progress:
         already = sum(1 for _, s in sweep.statuses() if s["state"] == "done")
         task = progress.add_task("sweep", total=total, completed=already, running=0)
@@ -48,8 +55,10 @@ def run_sweep_with_progress(sweep, jobs: int, console: Console) -> dict[str, int
                     import json
 
                     last = json.loads(metrics.read_text())["last"]
-                    acc = f" (accuracy {100 * last['accuracy']:.1f}%, worst class {last['worst_class']} " \
-                          f"{100 * last['worst_class_accuracy']:.1f}%)"
+                    acc = (
+                        f" (accuracy {100 * last['accuracy']:.1f}%, worst class {last['worst_class']} "
+                        f"{100 * last['worst_class_accuracy']:.1f}%)"
+                    )
                 progress.console.print(f"  {point_id}: {what}{acc}")
             progress.update(task, running=len(running))
 
@@ -70,8 +79,10 @@ def run_demo(args) -> int:
 
     sweep, _, total = materialise(demo_spec(workdir, shards, args.overrides), workdir / "sweep")
     jobs = args.jobs or max(1, len(os.sched_getaffinity(0)))
-    console.print(f"[bold]2/3[/bold] sweep {sweep.name}: {total} runs (crop strength x weight decay x seeds), "
-                  f"{jobs} at a time -> {sweep.dir}")
+    console.print(
+        f"[bold]2/3[/bold] sweep {sweep.name}: {total} runs (crop strength x weight decay x seeds), "
+        f"{jobs} at a time -> {sweep.dir}"
+    )
     counts = run_sweep_with_progress(sweep, jobs, console)
     if counts.get("failed"):
         console.print(f"[red]{counts['failed']} run(s) failed[/red]: see `classreg sweep status {sweep.dir}`")

@@ -1,4 +1,5 @@
 """Train one configuration: the run folder gets config.yaml, checkpoints/, per_class.csv, metrics.json."""
+
 from __future__ import annotations
 
 import json
@@ -34,8 +35,9 @@ def build_datamodule(cfg: RunConfig, choices: runtime.RuntimeChoices | None = No
         return DaliDataModule(cfg.data, transforms, seed=cfg.seed)
     from datamodules.torchvision_backend.datamodule import ShardDataModule
 
-    return ShardDataModule(cfg.data, transforms, seed=cfg.seed, eval_keys=bool(cfg.metrics.real_labels),
-                           pin_memory=choices.pin_memory)
+    return ShardDataModule(
+        cfg.data, transforms, seed=cfg.seed, eval_keys=bool(cfg.metrics.real_labels), pin_memory=choices.pin_memory
+    )
 
 
 def fit(cfg: RunConfig, extra_callbacks: list = ()) -> dict:
@@ -53,11 +55,17 @@ def fit(cfg: RunConfig, extra_callbacks: list = ()) -> dict:
         print(f"resuming {run_dir} from {ckpt_path}", flush=True)
         keep_previous_log(run_dir)  # the CSV logger would delete the scalars logged before the restart
     loggers, callbacks = wandb_loggers_and_callbacks(cfg.logger, cfg.name, run_dir)
-    callbacks = [PerClassResultsWriter(run_dir, data.class_names, cfg.metrics.worst_fraction),
-                 ParamGroupReport(run_dir, cfg.wd), ResumeRecorder(run_dir, ckpt_path),
-                 RuntimeReport(run_dir, cfg.optim, cfg.data.batch_size, choices), *callbacks, *extra_callbacks]
-    trainer = build_trainer(cfg.trainer, run_dir, callbacks, loggers, precision=choices.precision,
-                            cudnn_benchmark=choices.cudnn_benchmark)
+    callbacks = [
+        PerClassResultsWriter(run_dir, data.class_names, cfg.metrics.worst_fraction),
+        ParamGroupReport(run_dir, cfg.wd),
+        ResumeRecorder(run_dir, ckpt_path),
+        RuntimeReport(run_dir, cfg.optim, cfg.data.batch_size, choices),
+        *callbacks,
+        *extra_callbacks,
+    ]
+    trainer = build_trainer(
+        cfg.trainer, run_dir, callbacks, loggers, precision=choices.precision, cudnn_benchmark=choices.cudnn_benchmark
+    )
     trainer.fit(runtime.prepare_module(model, choices), datamodule=data, ckpt_path=ckpt_path)
     metrics_path = run_dir / "metrics.json"
     return json.loads(metrics_path.read_text()) if metrics_path.exists() else {}

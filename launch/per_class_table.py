@@ -1,4 +1,5 @@
 """A rich table of the last validation's per-class accuracy, best and worst classes marked."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -19,19 +20,43 @@ def print_per_class(run_dir: str | Path, console: Console | None = None, highlig
     best = {r["class_index"] for r in ranked[-highlight:]}
     table = Table(title=f"Per-class validation accuracy (epoch {last_epoch}) - {run_dir}")
     # Top-5 and ReaL columns exist in per_class.csv files written since they were added.
-    extra = [(col, title) for col, title in (("top5_accuracy", "top-5"), ("real_accuracy", "ReaL"))
-             if any(r.get(col) for r in rows)]
-    for col, justify in (("class", "right"), ("name", "left"), ("correct", "right"), ("total", "right"),
-                         ("accuracy", "right"), *((title, "right") for _, title in extra), ("", "left")):
+    extra = [
+        (col, title)
+        for col, title in (("top5_accuracy", "top-5"), ("real_accuracy", "ReaL"))
+        if any(r.get(col) for r in rows)
+    ]
+    for col, justify in (
+        ("class", "right"),
+        ("name", "left"),
+        ("correct", "right"),
+        ("total", "right"),
+        ("accuracy", "right"),
+        *((title, "right") for _, title in extra),
+        ("", "left"),
+    ):
         table.add_column(col, justify=justify)
     for r in sorted(rows, key=lambda r: int(r["class_index"])):
-        tag = "[red]worst[/red]" if r["class_index"] in worst else "[green]best[/green]" if r["class_index"] in best else ""
+        tag = (
+            "[red]worst[/red]"
+            if r["class_index"] in worst
+            else "[green]best[/green]"
+            if r["class_index"] in best
+            else ""
+        )
         more = [f"{100 * float(r[col]):.1f}%" if r.get(col) else "" for col, _ in extra]
-        table.add_row(r["class_index"], r["class_name"], r["correct"], r["total"], f"{100 * float(r['accuracy']):.1f}%",
-                      *more, tag)
+        table.add_row(
+            r["class_index"],
+            r["class_name"],
+            r["correct"],
+            r["total"],
+            f"{100 * float(r['accuracy']):.1f}%",
+            *more,
+            tag,
+        )
     console.print(table)
     accs = [float(r["accuracy"]) for r in rows]
     console.print(
         f"mean class accuracy {100 * sum(accs) / len(accs):.1f}%  |  worst class {ranked[0]['class_name']} "
-        f"{100 * float(ranked[0]['accuracy']):.1f}%  |  best class {ranked[-1]['class_name']} {100 * float(ranked[-1]['accuracy']):.1f}%"
+        f"{100 * float(ranked[0]['accuracy']):.1f}%  |  best class {ranked[-1]['class_name']} "
+        f"{100 * float(ranked[-1]['accuracy']):.1f}%"
     )

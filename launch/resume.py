@@ -7,6 +7,7 @@ explicitly: ``ckpt_path="hpc"`` fails on a first run that has no hpc checkpoint 
 
 Every start and end of a fit is recorded in the run folder's ``resume.json`` (lightning_modules/run_record.py).
 """
+
 from __future__ import annotations
 
 import os

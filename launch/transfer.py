@@ -4,6 +4,7 @@ Each upstream run folder gets a probe run folder (same relative path under the o
 upstream ``config.yaml`` (so that `classreg report` groups the probes by the upstream setting), the probe's
 own ``transfer.yaml``, ``source.json``, and ``per_class.csv``/``metrics.json`` on the downstream classes.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -25,7 +26,6 @@ from lightning_modules.metrics.config import MetricsConfig
 from lightning_modules.optim import OptimConfig
 from lightning_modules.trainer import TrainerConfig
 from lightning_modules.weight_decay import WeightDecayConfig
-
 
 # The frozen backbone is in eval mode on purpose (its batch-norm statistics stay the upstream ones).
 warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode at the start of training.*")
@@ -53,8 +53,10 @@ def checkpoint_of(run_dir: Path, which: str) -> Path:
     found = [folder / "last.ckpt"] if which == "last" else sorted(folder.glob("best-*.ckpt"))
     found = [p for p in found if p.is_file()]
     if not found:
-        raise TransferError(f"{run_dir} has no {which} checkpoint in {folder}: finish or resume the run "
-                            f"(`classreg fit -c {run_dir / 'config.yaml'}`), or use checkpoint=last|best")
+        raise TransferError(
+            f"{run_dir} has no {which} checkpoint in {folder}: finish or resume the run "
+            f"(`classreg fit -c {run_dir / 'config.yaml'}`), or use checkpoint=last|best"
+        )
     return found[-1]
 
 
@@ -64,8 +66,16 @@ def probe_config(upstream: RunConfig, transfer: TransferConfig, run_dir: Path) -
 
     stem = "small" if use_small_stem(upstream.model.stem, upstream.data.image_size) else "imagenet"
     return dataclasses.replace(
-        upstream, name=run_dir.name, out_dir=str(run_dir.parent), seed=transfer.seed, data=transfer.data,
-        optim=transfer.optim, wd=transfer.wd, aug=transfer.aug, metrics=transfer.metrics, trainer=transfer.trainer,
+        upstream,
+        name=run_dir.name,
+        out_dir=str(run_dir.parent),
+        seed=transfer.seed,
+        data=transfer.data,
+        optim=transfer.optim,
+        wd=transfer.wd,
+        aug=transfer.aug,
+        metrics=transfer.metrics,
+        trainer=transfer.trainer,
         model=dataclasses.replace(upstream.model, stem=stem),
     )
 
@@ -96,20 +106,28 @@ def probe_one(upstream_dir: Path, out_dir: Path, transfer: TransferConfig) -> Pa
     out_dir.mkdir(parents=True)
     shutil.copyfile(upstream_dir / "config.yaml", out_dir / "config.yaml")
     atomic_write_text(out_dir / "transfer.yaml", dump_yaml(transfer))
-    atomic_write_text(out_dir / "source.json", json.dumps({"run": str(upstream_dir), "checkpoint": str(ckpt)}, indent=1))
+    atomic_write_text(
+        out_dir / "source.json", json.dumps({"run": str(upstream_dir), "checkpoint": str(ckpt)}, indent=1)
+    )
     try:
         model = LinearProbe(OmegaConf.to_container(OmegaConf.structured(cfg)), data.class_names, backbone_state(ckpt))
     except ValueError as e:
         raise TransferError(f"{ckpt}: {e}; was it written by `classreg fit` with this config.yaml?") from None
     choices = runtime.resolve(cfg.trainer)
-    trainer = build_trainer(cfg.trainer, out_dir, [PerClassResultsWriter(out_dir, data.class_names)],
-                            precision=choices.precision, cudnn_benchmark=choices.cudnn_benchmark)
+    trainer = build_trainer(
+        cfg.trainer,
+        out_dir,
+        [PerClassResultsWriter(out_dir, data.class_names)],
+        precision=choices.precision,
+        cudnn_benchmark=choices.cudnn_benchmark,
+    )
     trainer.fit(model, datamodule=data)
     return out_dir
 
 
-def transfer_all(sweep: str | Path, transfer: TransferConfig, out: str | Path | None = None,
-                 console: Console | None = None) -> list[Path]:
+def transfer_all(
+    sweep: str | Path, transfer: TransferConfig, out: str | Path | None = None, console: Console | None = None
+) -> list[Path]:
     """Probe every run under ``sweep``; finished probes are kept. Returns the probe run folders."""
     console = console or Console()
     sweep = Path(sweep)

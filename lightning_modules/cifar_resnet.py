@@ -1,4 +1,5 @@
 """The CIFAR ResNet of He et al. (2016), section 4.2, for 32x32 images (``model.arch=resnet20``)."""
+
 from __future__ import annotations
 
 import torch

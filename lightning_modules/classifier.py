@@ -1,4 +1,5 @@
 """The LightningModule: a ResNet trained with SGD, evaluated per class."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -72,10 +73,14 @@ class Classifier(pl.LightningModule):
         summary = result.summary(self.metrics_cfg.worst_fraction)
         self.log("val/acc", summary["accuracy"], prog_bar=True)
         self.log("val/top5_acc", summary["top5_accuracy"])
-        for key, name in (("mean_class_accuracy", "mean_class_acc"), ("worst_class_accuracy", "worst_class_acc"),
-                          ("worst_fraction_mean_accuracy", "worst_fraction_mean_class_acc"),
-                          ("class_accuracy_std", "class_acc_std"), ("real_accuracy", "real_acc"),
-                          ("real_mean_class_accuracy", "real_mean_class_acc")):
+        for key, name in (
+            ("mean_class_accuracy", "mean_class_acc"),
+            ("worst_class_accuracy", "worst_class_acc"),
+            ("worst_fraction_mean_accuracy", "worst_fraction_mean_class_acc"),
+            ("class_accuracy_std", "class_acc_std"),
+            ("real_accuracy", "real_acc"),
+            ("real_mean_class_accuracy", "real_mean_class_acc"),
+        ):
             if summary.get(key) is not None:
                 self.log(f"val/{name}", summary[key])
 

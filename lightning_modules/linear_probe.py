@@ -1,4 +1,5 @@
 """A linear probe: a backbone frozen from an upstream checkpoint, and a new linear head for downstream classes."""
+
 from __future__ import annotations
 
 import torch
@@ -9,7 +10,7 @@ from lightning_modules.classifier import Classifier
 def backbone_state(checkpoint_path) -> dict:
     """The backbone weights (``model.*`` without the classification head) of a `classreg fit` checkpoint."""
     state = torch.load(checkpoint_path, map_location="cpu", weights_only=False)["state_dict"]
-    return {k[len("model."):]: v for k, v in state.items() if k.startswith("model.") and not k.startswith("model.fc.")}
+    return {k[len("model.") :]: v for k, v in state.items() if k.startswith("model.") and not k.startswith("model.fc.")}
 
 
 class LinearProbe(Classifier):
@@ -20,8 +21,10 @@ class LinearProbe(Classifier):
         if backbone is not None:
             missing, unexpected = self.model.load_state_dict(backbone, strict=False)
             if unexpected or set(missing) != {"fc.weight", "fc.bias"}:
-                raise ValueError(f"the checkpoint does not fit model.arch={self.model_cfg.arch}: "
-                                 f"missing {missing}, unexpected {unexpected}")
+                raise ValueError(
+                    f"the checkpoint does not fit model.arch={self.model_cfg.arch}: "
+                    f"missing {missing}, unexpected {unexpected}"
+                )
         for name, param in self.model.named_parameters():
             param.requires_grad = name.startswith("fc.")
         self.train()  # modules start in training mode without a call to train()

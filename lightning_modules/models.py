@@ -1,4 +1,5 @@
 """Backbones: torchvision ResNets, with a small-image stem for 28-64 px inputs, and CIFAR ResNet-20."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -10,12 +11,17 @@ TORCHVISION_RESNETS = ("resnet18", "resnet34", "resnet50")
 
 @dataclass
 class ModelConfig:
-    arch: str = choice("resnet50", [*TORCHVISION_RESNETS, "resnet20"],
-                       help="`resnet18`, `resnet34`, `resnet50` (torchvision) or `resnet20` (the CIFAR ResNet of He "
-                            "et al. 2016)")
-    stem: str = choice("auto", ["auto", "imagenet", "small"],
-                       help="`small`: 3x3 stride-1 stem without max-pool, for 28-64 px images; `auto` picks it at "
-                            "`data.image_size <= 64`")
+    arch: str = choice(
+        "resnet50",
+        [*TORCHVISION_RESNETS, "resnet20"],
+        help="`resnet18`, `resnet34`, `resnet50` (torchvision) or `resnet20` (the CIFAR ResNet of He et al. 2016)",
+    )
+    stem: str = choice(
+        "auto",
+        ["auto", "imagenet", "small"],
+        help="`small`: 3x3 stride-1 stem without max-pool, for 28-64 px images; `auto` picks it at "
+        "`data.image_size <= 64`",
+    )
 
 
 def use_small_stem(stem: str, image_size: int) -> bool:

@@ -1,4 +1,5 @@
 """The ``optim`` section (SGD), its learning-rate schedule, and the linear scaling rule."""
+
 from __future__ import annotations
 
 import math
@@ -12,16 +13,21 @@ class OptimConfig:
     lr: float = bounded(0.1, 0.0, None, low_inclusive=False, help="SGD learning rate (before `lr_scaling`)")
     momentum: float = bounded(0.9, 0.0, 1.0, high_inclusive=False, help="SGD momentum")
     nesterov: bool = setting(False, help="Nesterov momentum")
-    label_smoothing: float = bounded(0.0, 0.0, 1.0, high_inclusive=False, weaker="low",
-                                     help="cross-entropy label smoothing")
+    label_smoothing: float = bounded(
+        0.0, 0.0, 1.0, high_inclusive=False, weaker="low", help="cross-entropy label smoothing"
+    )
     warmup_epochs: float = bounded(0.0, 0.0, help="linear warm-up, per step, over this many epochs")
     warmup_start_factor: float = bounded(0.1, 0.0, 1.0, help="the warm-up starts at lr x this factor")
-    schedule: str = choice("cosine", ["cosine", "constant"], help="after warm-up: `cosine` (to 0 at the end) or "
-                                                                  "`constant`")
-    lr_scaling: str = choice("none", ["none", "linear"],
-                             help="`linear`: the lr used is `optim.lr` x global batch / `lr_reference_batch` (Goyal "
-                                  "et al. 2017), global batch = `data.batch_size` x `trainer.devices` x "
-                                  "`trainer.num_nodes`; `none`: `optim.lr` as given")
+    schedule: str = choice(
+        "cosine", ["cosine", "constant"], help="after warm-up: `cosine` (to 0 at the end) or `constant`"
+    )
+    lr_scaling: str = choice(
+        "none",
+        ["none", "linear"],
+        help="`linear`: the lr used is `optim.lr` x global batch / `lr_reference_batch` (Goyal "
+        "et al. 2017), global batch = `data.batch_size` x `trainer.devices` x "
+        "`trainer.num_nodes`; `none`: `optim.lr` as given",
+    )
     lr_reference_batch: int = bounded(256, 1, help="the batch size `optim.lr` is meant for, with linear scaling")
 
 

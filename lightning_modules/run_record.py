@@ -3,6 +3,7 @@ restart count, pid) and every end (complete or not) of a fit, so that a sweep ca
 "stopped early". Written by lightning_modules/callbacks/run_record.py; this module imports no torch, so
 that sweep tasks can read it cheaply.
 """
+
 from __future__ import annotations
 
 import json

@@ -3,6 +3,7 @@
 GPU-only features are switched on only when the run will use CUDA; on CPU each one falls back (and says so).
 lightning_modules/callbacks/runtime_report.py writes every choice to ``run_dir/runtime.json``.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -40,11 +41,21 @@ def resolve(t: TrainerConfig, cuda: bool | None = None) -> RuntimeChoices:
         precision = "32-true"
     benchmark = t.cudnn_benchmark and cuda
     if t.cudnn_benchmark and cuda and t.deterministic:
-        notes.append("trainer.cudnn_benchmark is off because trainer.deterministic=true "
-                     "(set trainer.deterministic=false for the fastest cuDNN kernels)")
+        notes.append(
+            "trainer.cudnn_benchmark is off because trainer.deterministic=true "
+            "(set trainer.deterministic=false for the fastest cuDNN kernels)"
+        )
         benchmark = False
-    return RuntimeChoices(cuda=cuda, precision=precision, channels_last=t.channels_last and cuda,
-                          compile=t.compile, compile_backend=t.compile_backend, pin_memory=cuda, cudnn_benchmark=benchmark, notes=notes)
+    return RuntimeChoices(
+        cuda=cuda,
+        precision=precision,
+        channels_last=t.channels_last and cuda,
+        compile=t.compile,
+        compile_backend=t.compile_backend,
+        pin_memory=cuda,
+        cudnn_benchmark=benchmark,
+        notes=notes,
+    )
 
 
 def prepare_module(module: pl.LightningModule, choices: RuntimeChoices):

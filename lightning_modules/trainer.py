@@ -1,6 +1,7 @@
 """The ``trainer`` section and the Lightning Trainer built from it (checkpoints, CSV log, progress bar).
 
 Lightning is imported in ``build_trainer``, not with the config."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -15,37 +16,48 @@ class TrainerConfig:
     accelerator: str = choice("auto", ["auto", "cpu", "gpu"], help="Lightning's `accelerator`")
     devices: int = bounded(1, 1, help="processes (GPUs) per node; set by `resources.tasks_per_node` in a sweep")
     num_nodes: int = bounded(1, 1, help="nodes; set by `resources.nodes` in a sweep")
-    precision: str = choice("32-true", ["32-true", "bf16-mixed", "16-mixed"],
-                            help="AMP (`bf16-mixed`, `16-mixed`) only on CUDA; CPU runs fall back to `32-true` and "
-                                 "say so")
+    precision: str = choice(
+        "32-true",
+        ["32-true", "bf16-mixed", "16-mixed"],
+        help="AMP (`bf16-mixed`, `16-mixed`) only on CUDA; CPU runs fall back to `32-true` and say so",
+    )
     deterministic: bool = setting(True, help="deterministic algorithms where torch has them (warns where not)")
-    limit_train_batches: float = bounded(1.0, 0.0, None, low_inclusive=False,
-                                         help="fraction (<= 1) or count (> 1) of training batches per epoch")
-    limit_val_batches: float = bounded(1.0, 0.0, None, low_inclusive=False,
-                                       help="fraction (<= 1) or count (> 1) of validation batches")
+    limit_train_batches: float = bounded(
+        1.0, 0.0, None, low_inclusive=False, help="fraction (<= 1) or count (> 1) of training batches per epoch"
+    )
+    limit_val_batches: float = bounded(
+        1.0, 0.0, None, low_inclusive=False, help="fraction (<= 1) or count (> 1) of validation batches"
+    )
     check_val_every_n_epoch: int = bounded(1, 1, help="validate after every n-th epoch")
     log_every_n_steps: int = bounded(50, 1, help="scalar logging interval, in steps")
     progress_bar: bool = setting(True, help="show Lightning's progress bar")
     channels_last: bool = setting(True, help="CUDA runs only: NHWC weights and activations (tensor cores)")
-    cudnn_benchmark: bool = setting(True, help="CUDA runs only: autotuned cuDNN kernels (needs "
-                                               "`trainer.deterministic=false`)")
-    compile: bool = setting(False, help="`torch.compile` the module (CPU too; the first steps are slow while it "
-                                        "compiles)")
-    compile_backend: str = choice("inductor", ["inductor", "aot_eager", "cudagraphs"],
-                                  help="`torch.compile(backend=)`")
+    cudnn_benchmark: bool = setting(
+        True, help="CUDA runs only: autotuned cuDNN kernels (needs `trainer.deterministic=false`)"
+    )
+    compile: bool = setting(
+        False, help="`torch.compile` the module (CPU too; the first steps are slow while it compiles)"
+    )
+    compile_backend: str = choice("inductor", ["inductor", "aot_eager", "cudagraphs"], help="`torch.compile(backend=)`")
 
 
-def build_trainer(t: TrainerConfig, run_dir: Path, callbacks: list, loggers: list = (), *, precision: str,
-                  cudnn_benchmark: bool):
-    """A ``pl.Trainer``; ``precision`` and ``cudnn_benchmark``: what the run really gets (lightning_modules/runtime.py)."""
+def build_trainer(
+    t: TrainerConfig, run_dir: Path, callbacks: list, loggers: list = (), *, precision: str, cudnn_benchmark: bool
+):
+    """A ``pl.Trainer``; ``precision``, ``cudnn_benchmark``: what the run really gets (see runtime.py)."""
     import pytorch_lightning as pl
     from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
     from pytorch_lightning.loggers import CSVLogger
 
     run_dir = Path(run_dir)
     checkpoint = ModelCheckpoint(
-        dirpath=run_dir / "checkpoints", filename="best-{epoch:03d}", monitor="val/acc", mode="max",
-        save_top_k=1, save_last=True, auto_insert_metric_name=False,
+        dirpath=run_dir / "checkpoints",
+        filename="best-{epoch:03d}",
+        monitor="val/acc",
+        mode="max",
+        save_top_k=1,
+        save_last=True,
+        auto_insert_metric_name=False,
     )
     if t.progress_bar:
         callbacks = [*callbacks, TQDMProgressBar(refresh_rate=10)]

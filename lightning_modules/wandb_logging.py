@@ -4,18 +4,17 @@ grid point (the per-class table, histogram and files: lightning_modules/callback
 Only rank 0 talks to W&B (Lightning's WandbLogger creates the run on rank 0 only). The API key is never
 read into the config or the logs: we only check whether one is configured.
 """
+
 from __future__ import annotations
 
 import hashlib
-import json
 import netrc
 import os
 import re
 import socket
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
-
-from dataclasses import dataclass
 
 from datamodules.configkit import choice, setting
 
@@ -26,11 +25,14 @@ DEFAULT_BASE_URL = "https://api.wandb.ai"
 class LoggerConfig:
     wandb: bool = setting(True, help="stream to Weights & Biases (local results files are written either way)")
     project: str = setting("classreg", help="W&B project")
-    entity: str = setting("", help="W&B entity; `\"\"`: your default entity")
+    entity: str = setting("", help='W&B entity; `""`: your default entity')
     group: str = setting("", help="W&B group: the sweep name (set by `classreg sweep`)")
-    mode: str = choice("auto", ["auto", "online", "offline"],
-                       help="`auto`: online when an API key is configured and the W&B server answers, else offline "
-                            "(`wandb sync` later)")
+    mode: str = choice(
+        "auto",
+        ["auto", "online", "offline"],
+        help="`auto`: online when an API key is configured and the W&B server answers, else offline "
+        "(`wandb sync` later)",
+    )
 
 
 def run_id(group: str, name: str) -> str:
@@ -58,7 +60,9 @@ def _server_reachable(base_url: str, timeout: float = 3.0) -> bool:
 
 
 def resolve_mode(mode: str) -> tuple[str, str]:
-    """(online|offline|disabled, why). ``auto``: WANDB_MODE if set, else online only with an API key and a reachable server."""
+    """(online|offline|disabled, why).
+
+    ``auto``: WANDB_MODE if set, else online only with an API key and a reachable server."""
     if mode != "auto":
         return mode, f"logger.mode={mode}"
     env = os.environ.get("WANDB_MODE", "").strip().lower()
@@ -84,8 +88,14 @@ def build_wandb_logger(lc: LoggerConfig, name: str, run_dir: Path):
     rank_zero_info(f"W&B: {mode} ({why})")
     run_dir.mkdir(parents=True, exist_ok=True)
     return WandbLogger(
-        name=name, save_dir=str(run_dir), id=run_id(lc.group, name), project=lc.project,
-        entity=lc.entity or None, group=lc.group or None, mode=mode, resume="allow",
+        name=name,
+        save_dir=str(run_dir),
+        id=run_id(lc.group, name),
+        project=lc.project,
+        entity=lc.entity or None,
+        group=lc.group or None,
+        mode=mode,
+        resume="allow",
         job_type="fit",
     )
 

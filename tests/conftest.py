@@ -1,4 +1,5 @@
 """Shared fixtures: a small real image tree (tests/data/cifar10: CIFAR-10 JPEGs kept in the repository)."""
+
 from __future__ import annotations
 
 import os
@@ -64,11 +65,18 @@ def slurm_cluster():
     base = Path(tempfile.mkdtemp(prefix="classreg-slurm-"))
     base.chmod(0o755)
     ctld, slurmd = _free_port(), _free_port()
-    env = {**os.environ, "LOCAL_SLURM_BASE": str(base), "LOCAL_SLURM_CTLD_PORT": str(ctld),
-           "LOCAL_SLURM_SLURMD_PORT": str(slurmd), "LOCAL_SLURM_CPUS": "2", "LOCAL_SLURM_CRED_EXPIRE": "5",
-           "PATH": os.environ.get("PATH", "") + ":/usr/sbin"}
-    started = subprocess.run(["bash", str(REPO / "slurm" / "start_local_cluster.sh")], env=env,
-                             capture_output=True, text=True, timeout=120)
+    env = {
+        **os.environ,
+        "LOCAL_SLURM_BASE": str(base),
+        "LOCAL_SLURM_CTLD_PORT": str(ctld),
+        "LOCAL_SLURM_SLURMD_PORT": str(slurmd),
+        "LOCAL_SLURM_CPUS": "2",
+        "LOCAL_SLURM_CRED_EXPIRE": "5",
+        "PATH": os.environ.get("PATH", "") + ":/usr/sbin",
+    }
+    started = subprocess.run(
+        ["bash", str(REPO / "slurm" / "start_local_cluster.sh")], env=env, capture_output=True, text=True, timeout=120
+    )
     if started.returncode != 0:
         pytest.fail(f"local SLURM cluster did not start:\n{started.stdout}\n{started.stderr}")
     conf = [ln.split("=", 1)[1] for ln in started.stdout.splitlines() if ln.startswith("export SLURM_CONF=")][0]
@@ -77,8 +85,9 @@ def slurm_cluster():
     try:
         yield {"SLURM_CONF": conf, "base": base}
     finally:
-        subprocess.run(["bash", str(REPO / "slurm" / "stop_local_cluster.sh")], env=env, capture_output=True,
-                       timeout=120)
+        subprocess.run(
+            ["bash", str(REPO / "slurm" / "stop_local_cluster.sh")], env=env, capture_output=True, timeout=120
+        )
         shutil.rmtree(base, ignore_errors=True)  # the daemons are stopped
         for k, v in saved.items():
             if v is None:

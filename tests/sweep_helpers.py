@@ -1,4 +1,5 @@
 """Helpers shared by the sweep tests: tiny specs on the CIFAR shards, waiting, reading statuses."""
+
 from __future__ import annotations
 
 import json
@@ -8,19 +9,35 @@ from pathlib import Path
 
 import yaml
 
-TINY = ["model.arch=resnet20", "data.image_size=32", "data.batch_size=32", "data.num_workers=0",
-        "trainer.progress_bar=false", "trainer.limit_val_batches=1",
-        # A requeued task restarts while the killed one's W&B service may still hold the run id on this
-        # one-machine cluster ("run ID in use"); W&B resume is tested in tests/test_wandb_offline.py.
-        "logger.wandb=false"]
+TINY = [
+    "model.arch=resnet20",
+    "data.image_size=32",
+    "data.batch_size=32",
+    "data.num_workers=0",
+    "trainer.progress_bar=false",
+    "trainer.limit_val_batches=1",
+    # A requeued task restarts while the killed one's W&B service may still hold the run id on this
+    # one-machine cluster ("run ID in use"); W&B resume is tested in tests/test_wandb_offline.py.
+    "logger.wandb=false",
+]
 
 
-def write_spec(path: Path, shards: Path, name: str, axes: dict, seeds=(), epochs: int = 1,
-               extra: tuple[str, ...] = (), throttle: int = 2) -> Path:
+def write_spec(
+    path: Path,
+    shards: Path,
+    name: str,
+    axes: dict,
+    seeds=(),
+    epochs: int = 1,
+    extra: tuple[str, ...] = (),
+    throttle: int = 2,
+) -> Path:
     spec = {
-        "name": name, "base": "configs/fashion_mnist_demo.yaml",
+        "name": name,
+        "base": "configs/fashion_mnist_demo.yaml",
         "overrides": [f"data.root={shards}", f"trainer.max_epochs={epochs}", *TINY, *extra],
-        "axes": axes, "seeds": list(seeds),
+        "axes": axes,
+        "seeds": list(seeds),
         "resources": {"cpus_per_task": 1, "mem": "500M", "time": "00:10:00", "throttle": throttle},
     }
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
@@ -58,8 +75,9 @@ def assert_never_ran_twice(status: dict) -> None:
         if entry["state"] == "running":
             if last_running is not None:
                 same_job = entry.get("job_id") and entry.get("job_id") == last_running.get("job_id")
-                assert same_job and entry.get("restart_count", 0) > last_running.get("restart_count", 0), \
+                assert same_job and entry.get("restart_count", 0) > last_running.get("restart_count", 0), (
                     f"point {status['id']} ran twice at once: {status['history']}"
+                )
             last_running = entry
         elif entry["state"] in ("done", "failed", "cancelled"):
             last_running = None

@@ -1,4 +1,5 @@
 """Run folders (config.yaml + per_class.csv, as `classreg fit` writes them) with per-class results of known truth."""
+
 from __future__ import annotations
 
 import csv
@@ -30,14 +31,22 @@ def simulate_counts(rng, base_acc, shift, seeds: int, images: int) -> np.ndarray
     return rng.binomial(images, p, size=(seeds, p.shape[-1]))
 
 
-def write_sweep(root: Path, settings: dict[str, list[str]], truth: dict[str, np.ndarray], base_acc, seeds: int,
-                images: int = 50, rng=None) -> list[str]:
+def write_sweep(
+    root: Path,
+    settings: dict[str, list[str]],
+    truth: dict[str, np.ndarray],
+    base_acc,
+    seeds: int,
+    images: int = 50,
+    rng=None,
+) -> list[str]:
     """settings: point name -> overrides; truth: point name -> per-class shift. Returns the class names."""
     rng = rng or np.random.default_rng(0)
     names = [f"class_{i:03d}" for i in range(len(base_acc))]
     for point, overrides in settings.items():
         counts = simulate_counts(rng, base_acc, truth[point], seeds, images)
         for s in range(seeds):
-            write_run(root / point / f"seed{s}" / "run", [*overrides, f"seed={s}"], counts[s],
-                      [images] * len(names), names)
+            write_run(
+                root / point / f"seed{s}" / "run", [*overrides, f"seed={s}"], counts[s], [images] * len(names), names
+            )
     return names

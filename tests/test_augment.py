@@ -1,4 +1,5 @@
 """Augmentation policies on real CIFAR-10 JPEGs: crop statistics, determinism, class-conditional sampling, errors."""
+
 import re
 from pathlib import Path
 
@@ -6,19 +7,18 @@ import numpy as np
 import pytest
 import torch
 import webdataset as wds
+from conftest import REPO
 from PIL import Image
 from scipy.stats import ks_2samp
 from torchvision.transforms import v2
 
-from launch.fit import build_datamodule
-from datamodules.torchvision_backend.shard_stream import decode_sample
-from lightning_modules.augment.evaluation import to_float_normalized
-from launch.cli import main
 from datamodules.configkit import ConfigError
+from datamodules.torchvision_backend.shard_stream import decode_sample
+from launch.cli import main
 from launch.config import load_config, save_resolved
+from launch.fit import build_datamodule
 from lightning_modules.augment import POLICIES, compile_torchvision
-
-from conftest import REPO
+from lightning_modules.augment.evaluation import to_float_normalized
 
 MEAN, STD = [0.5] * 3, [0.25] * 3
 
@@ -98,8 +98,14 @@ def test_demo_preset_policy_is_the_former_small_image_default(cifar_tree):
     assert cfg.aug.policy == ["pad_crop", "flip"] and cfg.aug.pad_crop.padding == 3
     transform = compile_torchvision(cfg.aug, 28, MEAN, STD)
     # What the demo trained with before policies existed (image_size <= 64: pad image_size // 8, crop, flip).
-    former = v2.Compose([v2.Resize(28, antialias=True), v2.RandomCrop(28, padding=28 // 8),
-                         v2.RandomHorizontalFlip(), to_float_normalized(MEAN, STD)])
+    former = v2.Compose(
+        [
+            v2.Resize(28, antialias=True),
+            v2.RandomCrop(28, padding=28 // 8),
+            v2.RandomHorizontalFlip(),
+            to_float_normalized(MEAN, STD),
+        ]
+    )
     images = [im.resize((28, 28)) for im in real_images(cifar_tree)[:40]]
     torch.manual_seed(0)
     ours = torch.stack([transform(im) for im in images for _ in range(5)])
@@ -121,12 +127,28 @@ def test_color_jitter_strength_changes_pixels(cifar_tree):
 
 def test_class_conditional_overrides_apply_per_sample(cifar_shards):
     # Default: a random crop of at most 90% of the image, always mirrored: never the centre view, rarely repeated.
-    overrides = ["aug.policy=[rrc,flip]", "aug.rrc.min_scale=0.08", "aug.rrc.max_scale=0.9", "aug.flip.p=1.0",
-                 "aug.class_overrides.cat.policy=[rrc]", "aug.class_overrides.cat.rrc.max_scale=1.0",
-                 "aug.class_overrides.cat.rrc.min_scale=1.0",
-                 "aug.class_overrides.7.policy=[none]"]  # 7: horse, by index
-    cfg = load_config(None, [f"data.root={cifar_shards}", "data.image_size=32", "data.batch_size=16",
-                             "data.num_workers=0", "data.mean=[0.5,0.5,0.5]", "data.std=[0.25,0.25,0.25]", *overrides])
+    overrides = [
+        "aug.policy=[rrc,flip]",
+        "aug.rrc.min_scale=0.08",
+        "aug.rrc.max_scale=0.9",
+        "aug.flip.p=1.0",
+        "aug.class_overrides.cat.policy=[rrc]",
+        "aug.class_overrides.cat.rrc.max_scale=1.0",
+        "aug.class_overrides.cat.rrc.min_scale=1.0",
+        "aug.class_overrides.7.policy=[none]",
+    ]  # 7: horse, by index
+    cfg = load_config(
+        None,
+        [
+            f"data.root={cifar_shards}",
+            "data.image_size=32",
+            "data.batch_size=16",
+            "data.num_workers=0",
+            "data.mean=[0.5,0.5,0.5]",
+            "data.std=[0.25,0.25,0.25]",
+            *overrides,
+        ],
+    )
     dm = build_datamodule(cfg)
     dm.setup()
     overridden = {dm.class_names.index("cat"), dm.class_names.index("horse")}
@@ -161,8 +183,15 @@ def test_class_conditional_overrides_apply_per_sample(cifar_shards):
 
 
 def test_class_override_of_unknown_class_fails_before_training(cifar_shards, tmp_path, capsys):
-    rc = main(["fit", f"out_dir={tmp_path}", f"data.root={cifar_shards}", "data.image_size=32",
-               "aug.class_overrides.kitten.rrc.min_scale=1.0"])
+    rc = main(
+        [
+            "fit",
+            f"out_dir={tmp_path}",
+            f"data.root={cifar_shards}",
+            "data.image_size=32",
+            "aug.class_overrides.kitten.rrc.min_scale=1.0",
+        ]
+    )
     assert rc == 2
     err = capsys.readouterr().err
     assert "'kitten' is not a class of these shards" in err
@@ -171,32 +200,50 @@ def test_class_override_of_unknown_class_fails_before_training(cifar_shards, tmp
     cfg = load_config(None, [f"data.root={cifar_shards}", "aug.class_overrides.10.policy=[none]"])
     with pytest.raises(ConfigError, match=r"'10' is not a class.*index 0-9"):
         build_datamodule(cfg).setup()
-    cfg = load_config(None, [f"data.root={cifar_shards}", "aug.class_overrides.cat.policy=[none]",
-                             "aug.class_overrides.3.policy=[flip]"])
+    cfg = load_config(
+        None,
+        [f"data.root={cifar_shards}", "aug.class_overrides.cat.policy=[none]", "aug.class_overrides.3.policy=[flip]"],
+    )
     with pytest.raises(ConfigError, match=r"names class 3 \('cat'\) twice"):
         build_datamodule(cfg).setup()
 
 
-@pytest.mark.parametrize("override,message", [
-    ("aug.policy=[rrc,flipp]", r"unknown augmentation policy 'flipp' in aug.policy.*Registered policies: "
-                               r"color_jitter, flip, none, pad_crop, rrc.*Did you mean 'flip'"),
-    ("aug.rrc.min_scale=0", r"'aug.rrc.min_scale': 0.0. Allowed range: \(0.0, 1.0\]"),
-    ("aug.rrc.min_scale=1.2", r"'aug.rrc.min_scale': 1.2. Allowed range: \(0.0, 1.0\]"),
-    ("aug.class_overrides.cat.rrc.min_scale=0", r"aug.class_overrides.cat: .*'aug.rrc.min_scale': 0.0"),
-    ("aug.class_overrides.cat.policy=[crop]", r"aug.class_overrides.cat: unknown augmentation policy 'crop'"),
-    ("aug.class_overrides.cat.rrc.min_scal=0.5", r"unknown config key 'aug.rrc.min_scal' \(from "
-                                                 r"aug.class_overrides.cat\). Did you mean 'aug.rrc.min_scale'"),
-    ("aug.policy=[pad_crop,rrc]", r"2 policies that crop/resize \(pad_crop, rrc\)"),
-    ("aug.rrc.ratio=[1.5,1.0]", r"aug.rrc.ratio"),
-])
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        (
+            "aug.policy=[rrc,flipp]",
+            r"unknown augmentation policy 'flipp' in aug.policy.*Registered policies: "
+            r"color_jitter, flip, none, pad_crop, rrc.*Did you mean 'flip'",
+        ),
+        ("aug.rrc.min_scale=0", r"'aug.rrc.min_scale': 0.0. Allowed range: \(0.0, 1.0\]"),
+        ("aug.rrc.min_scale=1.2", r"'aug.rrc.min_scale': 1.2. Allowed range: \(0.0, 1.0\]"),
+        ("aug.class_overrides.cat.rrc.min_scale=0", r"aug.class_overrides.cat: .*'aug.rrc.min_scale': 0.0"),
+        ("aug.class_overrides.cat.policy=[crop]", r"aug.class_overrides.cat: unknown augmentation policy 'crop'"),
+        (
+            "aug.class_overrides.cat.rrc.min_scal=0.5",
+            r"unknown config key 'aug.rrc.min_scal' \(from "
+            r"aug.class_overrides.cat\). Did you mean 'aug.rrc.min_scale'",
+        ),
+        ("aug.policy=[pad_crop,rrc]", r"2 policies that crop/resize \(pad_crop, rrc\)"),
+        ("aug.rrc.ratio=[1.5,1.0]", r"aug.rrc.ratio"),
+    ],
+)
 def test_bad_policy_config_fails_at_load_time(override, message):
     with pytest.raises(ConfigError, match=message):
         load_config(None, [override])
 
 
 def test_grid_axes_are_dotted_paths_and_round_trip(tmp_path):
-    cfg = load_config(None, ["aug.rrc.min_scale=0.25", "aug.color_jitter.strength=0.2", "wd.value=5e-5",
-                             "aug.class_overrides.cat.rrc.min_scale=1.0"])
+    cfg = load_config(
+        None,
+        [
+            "aug.rrc.min_scale=0.25",
+            "aug.color_jitter.strength=0.2",
+            "wd.value=5e-5",
+            "aug.class_overrides.cat.rrc.min_scale=1.0",
+        ],
+    )
     assert (cfg.aug.rrc.min_scale, cfg.aug.color_jitter.strength, cfg.wd.value) == (0.25, 0.2, 5e-5)
     assert cfg.aug.for_class("cat").rrc.min_scale == 1.0 and cfg.aug.for_class("cat").color_jitter.strength == 0.2
     save_resolved(cfg, tmp_path / "config.yaml")
@@ -213,9 +260,12 @@ def test_dali_backend_refuses_a_policy_without_dali_before_any_work(cifar_shards
 
     with pytest.raises(NotImplementedError, match="'test_torchvision_only' has no DALI implementation yet"):
         TorchvisionOnly(None, 32).dali(None, None)
-    cfg = load_config(None, [f"data.root={cifar_shards}", "data.backend=dali",
-                             "aug.policy=[rrc,test_torchvision_only]"])
-    with pytest.raises(ConfigError, match=r"\['test_torchvision_only'\] have no DALI implementation.*data.backend=torchvision"):
+    cfg = load_config(
+        None, [f"data.root={cifar_shards}", "data.backend=dali", "aug.policy=[rrc,test_torchvision_only]"]
+    )
+    with pytest.raises(
+        ConfigError, match=r"\['test_torchvision_only'\] have no DALI implementation.*data.backend=torchvision"
+    ):
         build_datamodule(cfg).setup()
 
 

@@ -1,10 +1,9 @@
 import pytest
+from conftest import REPO
 
 from datamodules.configkit import ConfigError
-from launch.config import RunConfig, load_config, save_resolved
 from launch.cli import main
-
-from conftest import REPO
+from launch.config import RunConfig, load_config, save_resolved
 
 
 def test_defaults_preset_and_override_compose():
@@ -44,12 +43,15 @@ def test_bad_choice_lists_allowed_values():
     assert "model.arch" in msg and "resnet51" in msg and "resnet50" in msg and "Did you mean 'resnet50'" in msg
 
 
-@pytest.mark.parametrize("override,fragment", [
-    ("optim.lr=0", "optim.lr"),
-    ("optim.momentum=1.0", "optim.momentum"),
-    ("data.batch_size=0", "data.batch_size"),
-    ("optim.label_smoothing=-0.1", "optim.label_smoothing"),
-])
+@pytest.mark.parametrize(
+    "override,fragment",
+    [
+        ("optim.lr=0", "optim.lr"),
+        ("optim.momentum=1.0", "optim.momentum"),
+        ("data.batch_size=0", "data.batch_size"),
+        ("optim.label_smoothing=-0.1", "optim.label_smoothing"),
+    ],
+)
 def test_out_of_range_values_fail(override, fragment):
     with pytest.raises(ConfigError, match=rf"'{fragment}'.*Allowed range"):
         load_config(None, [override])

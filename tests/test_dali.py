@@ -1,4 +1,5 @@
 """The DALI backend with real DALI CPU pipelines on real JPEG shards."""
+
 import csv
 import shutil
 import tarfile
@@ -10,19 +11,29 @@ import pytest
 import torch
 from PIL import Image
 
+from datamodules.configkit import ConfigError
 from datamodules.dali_backend.datamodule import DaliDataModule
 from datamodules.shards.format import ShardError, read_manifest
 from datamodules.sources.image_tree import shard_image_tree
 from launch.cli import main
-from datamodules.configkit import ConfigError
 from launch.config import load_config
 from launch.fit import build_datamodule
 from lightning_modules.augment import ImageTransforms
 
 
 def datamodule(root, *overrides, **kw):
-    cfg = load_config(None, [f"data.root={root}", "data.backend=dali", "data.image_size=32", "data.batch_size=16",
-                             "data.num_workers=1", "data.shuffle_buffer=64", *overrides])
+    cfg = load_config(
+        None,
+        [
+            f"data.root={root}",
+            "data.backend=dali",
+            "data.image_size=32",
+            "data.batch_size=16",
+            "data.num_workers=1",
+            "data.shuffle_buffer=64",
+            *overrides,
+        ],
+    )
     dm = DaliDataModule(cfg.data, ImageTransforms.of(cfg.aug, cfg.data), seed=kw.get("seed", 0))
     dm.setup()
     return dm
@@ -49,7 +60,7 @@ def test_every_sample_once_per_epoch_across_ranks(cifar_shards, split, train, wo
     loaders = [dm.loader(split, train, rank, world, with_keys=True) for rank in range(world)]
     assert len({len(loader) for loader in loaders}) == 1  # DDP: the same number of steps on every rank
     orders = []
-    for epoch in range(2):
+    for _ in range(2):
         seen = []
         for loader in loaders:
             batches = list(loader)
@@ -68,8 +79,17 @@ def test_every_sample_once_per_epoch_across_ranks(cifar_shards, split, train, wo
 def test_eval_agrees_with_torchvision_backend(cifar_shards):
     overrides = ["data.image_size=24", "data.mean=[0,0,0]", "data.std=[1,1,1]"]
     dali = datamodule(cifar_shards, *overrides).loader("test", train=False, with_keys=True)
-    cfg = load_config(None, [f"data.root={cifar_shards}", "data.image_size=24", "data.batch_size=16",
-                             "data.num_workers=0", "data.mean=[0,0,0]", "data.std=[1,1,1]"])
+    cfg = load_config(
+        None,
+        [
+            f"data.root={cifar_shards}",
+            "data.image_size=24",
+            "data.batch_size=16",
+            "data.num_workers=0",
+            "data.mean=[0,0,0]",
+            "data.std=[1,1,1]",
+        ],
+    )
     tv = build_datamodule(cfg)
     tv.setup()
     tv_images, tv_labels = map(torch.cat, zip(*[b[:2] for b in tv.val_dataloader()]))
@@ -123,9 +143,15 @@ def test_rrc_crop_area_respects_min_scale_in_dali_random_crop_decoder(gradient_s
 
 
 def test_class_conditional_parameters_are_applied_per_sample(gradient_shards):
-    windows = crop_windows(gradient_shards, "aug.policy=[rrc,flip]", "aug.rrc.min_scale=0.5", "aug.flip.p=0.0",
-                           "aug.class_overrides.b.rrc.min_scale=0.04", "aug.class_overrides.b.rrc.max_scale=0.06",
-                           "aug.class_overrides.b.flip.p=1.0")
+    windows = crop_windows(
+        gradient_shards,
+        "aug.policy=[rrc,flip]",
+        "aug.rrc.min_scale=0.5",
+        "aug.flip.p=0.0",
+        "aug.class_overrides.b.rrc.min_scale=0.04",
+        "aug.class_overrides.b.rrc.max_scale=0.06",
+        "aug.class_overrides.b.flip.p=1.0",
+    )
     a = [(area, f) for label, area, f in windows if label == 0]
     b = [(area, f) for label, area, f in windows if label == 1]
     assert len(a) == len(b) == 48
@@ -136,8 +162,13 @@ def test_class_conditional_parameters_are_applied_per_sample(gradient_shards):
 
 def test_class_with_other_policy_list_gets_neutral_parameters(gradient_shards):
     # class b: no random crop at all (resize + centre crop of the whole 128x96 image: 96x96, area 0.75)
-    windows = crop_windows(gradient_shards, "aug.policy=[rrc,flip]", "aug.rrc.min_scale=0.1", "aug.flip.p=1.0",
-                           "aug.class_overrides.b.policy=[none]")
+    windows = crop_windows(
+        gradient_shards,
+        "aug.policy=[rrc,flip]",
+        "aug.rrc.min_scale=0.1",
+        "aug.flip.p=1.0",
+        "aug.class_overrides.b.policy=[none]",
+    )
     b = [(area, f) for label, area, f in windows if label == 1]
     assert all(abs(area - 0.75) < 0.03 and not f for area, f in b)
     assert all(f for label, _, f in windows if label == 0)
@@ -153,8 +184,12 @@ def test_pad_crop_shifts_the_image_and_pads_with_zeros(cifar_shards):
     for p, q in zip(plain, padded):
         canvas = torch.zeros(3, 40, 40)
         canvas[:, 4:36, 4:36] = p
-        match = [(dx, dy) for dx in range(9) for dy in range(9)
-                 if torch.allclose(canvas[:, dy:dy + 32, dx:dx + 32], q, atol=1e-6)]
+        match = [
+            (dx, dy)
+            for dx in range(9)
+            for dy in range(9)
+            if torch.allclose(canvas[:, dy : dy + 32, dx : dx + 32], q, atol=1e-6)
+        ]
         assert match, "every output is the image shifted by at most 4 px with zero padding"
         shifts[match[0]] += 1
     assert len(shifts) > 10  # random offsets
@@ -165,8 +200,13 @@ def test_no_augmentation_equals_the_evaluation_transform_and_jitter_changes_colo
     train = torch.cat([b[0] for b in dm.loader("test", train=True)])
     evaluation = torch.cat([b[0] for b in dm.loader("test", train=False)])
     assert torch.allclose(train, evaluation)
-    jitter = datamodule(cifar_shards, "data.shuffle_buffer=0", "aug.policy=[color_jitter]",
-                        "aug.color_jitter.strength=0.4", "aug.color_jitter.hue=0.1")
+    jitter = datamodule(
+        cifar_shards,
+        "data.shuffle_buffer=0",
+        "aug.policy=[color_jitter]",
+        "aug.color_jitter.strength=0.4",
+        "aug.color_jitter.hue=0.1",
+    )
     jittered = torch.cat([b[0] for b in jitter.loader("test", train=True)])
     assert jittered.shape == train.shape and not torch.allclose(jittered, train, atol=0.05)
     assert torch.isfinite(jittered).all()
@@ -177,8 +217,9 @@ def test_policies_without_dali_or_with_torchvision_only_settings_fail_early(cifa
         dm = datamodule(cifar_shards, "aug.policy=[pad_crop]", "aug.pad_crop.padding_mode=reflect")
         dm.loader("train", train=True)
     with pytest.raises(ConfigError, match="conflicting orders"):
-        datamodule(cifar_shards, "aug.policy=[rrc,flip]", "aug.class_overrides.cat.policy=[flip,rrc]") \
-            .loader("train", train=True)
+        datamodule(cifar_shards, "aug.policy=[rrc,flip]", "aug.class_overrides.cat.policy=[flip,rrc]").loader(
+            "train", train=True
+        )
 
 
 def test_truncated_shard_and_corrupt_jpeg_name_the_shard(cifar_shards, tmp_path):
@@ -199,7 +240,7 @@ def test_truncated_shard_and_corrupt_jpeg_name_the_shard(cifar_shards, tmp_path)
         fh.seek(offset)
         data = bytearray(fh.read(size))
         table = data.find(b"\xff\xc4")
-        data[table + 5: table + 21] = b"\xff" * 16
+        data[table + 5 : table + 21] = b"\xff" * 16
         fh.seek(offset)
         fh.write(data)
     with pytest.raises(ShardError, match=rf"'{member}'.*{shard['file']}.*--verify"):
@@ -207,10 +248,24 @@ def test_truncated_shard_and_corrupt_jpeg_name_the_shard(cifar_shards, tmp_path)
 
 
 def test_fit_with_dali_backend_on_cpu_writes_per_class_results(cifar_shards, tmp_path, caplog):
-    rc = main(["fit", "-c", "configs/fashion_mnist_demo.yaml", f"data.root={cifar_shards}", f"out_dir={tmp_path}",
-               "name=dali", "data.backend=dali", "data.image_size=32", "data.batch_size=32", "data.num_workers=1",
-               "trainer.max_epochs=2", "trainer.limit_train_batches=1.0", "trainer.progress_bar=false",
-               "aug.class_overrides.cat.pad_crop.padding=0"])
+    rc = main(
+        [
+            "fit",
+            "-c",
+            "configs/fashion_mnist_demo.yaml",
+            f"data.root={cifar_shards}",
+            f"out_dir={tmp_path}",
+            "name=dali",
+            "data.backend=dali",
+            "data.image_size=32",
+            "data.batch_size=32",
+            "data.num_workers=1",
+            "trainer.max_epochs=2",
+            "trainer.limit_train_batches=1.0",
+            "trainer.progress_bar=false",
+            "aug.class_overrides.cat.pad_crop.padding=0",
+        ]
+    )
     assert rc == 0
     rows = list(csv.DictReader(open(tmp_path / "dali" / "per_class.csv")))
     assert {int(r["epoch"]) for r in rows} == {0, 1} and len(rows) == 20
@@ -228,11 +283,32 @@ def test_ddp_two_processes_count_every_validation_image_once(cifar_shards, tmp_p
 
     repo = Path(__file__).resolve().parent.parent
     proc = subprocess.run(
-        [sys.executable, "-m", "launch.cli", "fit", "-c", "configs/fashion_mnist_demo.yaml", f"data.root={cifar_shards}",
-         f"out_dir={tmp_path}", "name=ddp", "data.backend=dali", "data.image_size=32", "data.batch_size=32",
-         "data.num_workers=1", "trainer.accelerator=cpu", "trainer.devices=2", "trainer.max_epochs=2",
-         "trainer.limit_train_batches=1.0", "trainer.progress_bar=false"],
-        cwd=repo, env={**os.environ, "PYTHONPATH": str(repo)}, capture_output=True, text=True, timeout=600)
+        [
+            sys.executable,
+            "-m",
+            "launch.cli",
+            "fit",
+            "-c",
+            "configs/fashion_mnist_demo.yaml",
+            f"data.root={cifar_shards}",
+            f"out_dir={tmp_path}",
+            "name=ddp",
+            "data.backend=dali",
+            "data.image_size=32",
+            "data.batch_size=32",
+            "data.num_workers=1",
+            "trainer.accelerator=cpu",
+            "trainer.devices=2",
+            "trainer.max_epochs=2",
+            "trainer.limit_train_batches=1.0",
+            "trainer.progress_bar=false",
+        ],
+        cwd=repo,
+        env={**os.environ, "PYTHONPATH": str(repo)},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = list(csv.DictReader(open(tmp_path / "ddp" / "per_class.csv")))
     assert len(rows) == 20 and all(int(r["total"]) == 7 for r in rows)

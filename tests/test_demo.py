@@ -1,4 +1,5 @@
 """`classreg demo` end to end on the real Fashion-MNIST files, with tiny runs."""
+
 import json
 
 import pytest
@@ -8,8 +9,13 @@ from launch.cli import main
 
 @pytest.mark.slow
 def test_demo_shards_runs_the_sweep_here_and_reports(tmp_path, capsys):
-    tiny = ["trainer.max_epochs=1", "trainer.check_val_every_n_epoch=1", "trainer.limit_train_batches=3",
-            "trainer.limit_val_batches=4", "logger.wandb=false"]
+    tiny = [
+        "trainer.max_epochs=1",
+        "trainer.check_val_every_n_epoch=1",
+        "trainer.limit_train_batches=3",
+        "trainer.limit_val_batches=4",
+        "logger.wandb=false",
+    ]
     assert main(["demo", "--workdir", str(tmp_path), "-j", "2", *tiny]) == 0
     out = capsys.readouterr().out
     manifest = json.loads((tmp_path / "shards" / "fashion-mnist" / "manifest.json").read_text())

@@ -4,8 +4,8 @@ import struct
 import numpy as np
 import pytest
 
-from datamodules.sources.fashion_mnist import CLASSES, DEBIAN_DIR, load_split, locate, read_idx
 from datamodules.shards.format import ShardError
+from datamodules.sources.fashion_mnist import CLASSES, DEBIAN_DIR, load_split, locate, read_idx
 
 
 def test_reads_the_debian_idx_files():

@@ -1,4 +1,5 @@
 """A short real training run on real JPEG shards, through the command line."""
+
 import csv
 import json
 
@@ -12,11 +13,22 @@ from lightning_modules.optim import warmup_cosine
 
 
 def test_fit_writes_results_config_and_checkpoints(cifar_shards, tmp_path, capsys):
-    rc = main([
-        "fit", "-c", "configs/fashion_mnist_demo.yaml", f"data.root={cifar_shards}", f"out_dir={tmp_path}",
-        "name=tiny", "data.image_size=32", "data.batch_size=32", "data.num_workers=0",
-        "trainer.max_epochs=2", "trainer.progress_bar=false", "optim.label_smoothing=0.1",
-    ])
+    rc = main(
+        [
+            "fit",
+            "-c",
+            "configs/fashion_mnist_demo.yaml",
+            f"data.root={cifar_shards}",
+            f"out_dir={tmp_path}",
+            "name=tiny",
+            "data.image_size=32",
+            "data.batch_size=32",
+            "data.num_workers=0",
+            "trainer.max_epochs=2",
+            "trainer.progress_bar=false",
+            "optim.label_smoothing=0.1",
+        ]
+    )
     assert rc == 0
     run = tmp_path / "tiny"
     resolved = yaml.safe_load((run / "config.yaml").read_text())
@@ -45,8 +57,16 @@ def test_fit_writes_results_config_and_checkpoints(cifar_shards, tmp_path, capsy
 
 
 def test_same_seed_same_result(cifar_shards, tmp_path):
-    args = [f"data.root={cifar_shards}", "data.image_size=32", "data.batch_size=32", "data.num_workers=1",
-            "trainer.max_epochs=1", "trainer.progress_bar=false", "model.arch=resnet20", "seed=5"]
+    args = [
+        f"data.root={cifar_shards}",
+        "data.image_size=32",
+        "data.batch_size=32",
+        "data.num_workers=1",
+        "trainer.max_epochs=1",
+        "trainer.progress_bar=false",
+        "model.arch=resnet20",
+        "seed=5",
+    ]
     for name in ("a", "b"):
         assert main(["fit", f"out_dir={tmp_path}", f"name={name}", *args]) == 0
     state_a = torch.load(tmp_path / "a" / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]

@@ -1,4 +1,5 @@
 """A sweep point spanning 2 processes under the real local SLURM cluster; resources vs trainer checked at submit."""
+
 import csv
 import json
 import sys
@@ -17,28 +18,43 @@ FULL_VAL = [o for o in TINY if not o.startswith("trainer.limit_val_batches")]  #
 
 
 def _spec(path, shards, resources: dict, extra=()):
-    spec = {"name": path.stem, "base": "configs/fashion_mnist_demo.yaml",
-            "overrides": [f"data.root={shards}", "trainer.max_epochs=1", "trainer.limit_train_batches=3",
-                          "trainer.accelerator=cpu", "optim.lr_scaling=linear", "optim.lr_reference_batch=32",
-                          *FULL_VAL, *extra],
-            "axes": {"product": {"optim.lr": [0.05]}},
-            "resources": {"cpus_per_task": 1, "mem": "500M", "time": "00:10:00", **resources}}
+    spec = {
+        "name": path.stem,
+        "base": "configs/fashion_mnist_demo.yaml",
+        "overrides": [
+            f"data.root={shards}",
+            "trainer.max_epochs=1",
+            "trainer.limit_train_batches=3",
+            "trainer.accelerator=cpu",
+            "optim.lr_scaling=linear",
+            "optim.lr_reference_batch=32",
+            *FULL_VAL,
+            *extra,
+        ],
+        "axes": {"product": {"optim.lr": [0.05]}},
+        "resources": {"cpus_per_task": 1, "mem": "500M", "time": "00:10:00", **resources},
+    }
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
     return path
 
 
 @pytest.mark.slow
-def test_two_task_point_trains_with_world_size_2_and_counts_match_one_process(slurm_cluster, cifar_shards,
-                                                                                tmp_path, capsys):
+def test_two_task_point_trains_with_world_size_2_and_counts_match_one_process(
+    slurm_cluster, cifar_shards, tmp_path, capsys
+):
     spec = _spec(tmp_path / "ddp2.yaml", cifar_shards, {"nodes": 1, "tasks_per_node": 2})
     sweep_dir = tmp_path / "sweep"
     assert main(["sweep", "submit", str(spec), "--dir", str(sweep_dir)]) == 0
     script = (sweep_dir / "submissions" / "001.sbatch").read_text()
     assert "#SBATCH --nodes=1" in script and "#SBATCH --ntasks-per-node=2" in script
     assert f"srun {sys.executable} -m launch.cli fit" in script
-    wait_for(lambda: all(s["state"] in ("done", "failed") for s in statuses(sweep_dir).values()), 600,
-             "the 2-process point to finish", sweep_dir)
-    (pid, status), = statuses(sweep_dir).items()
+    wait_for(
+        lambda: all(s["state"] in ("done", "failed") for s in statuses(sweep_dir).values()),
+        600,
+        "the 2-process point to finish",
+        sweep_dir,
+    )
+    ((pid, status),) = statuses(sweep_dir).items()
     assert status["state"] == "done", status
     run = sweep_dir / "points" / pid
 
@@ -52,29 +68,46 @@ def test_two_task_point_trains_with_world_size_2_and_counts_match_one_process(sl
     ddp_rows = [r for r in csv.DictReader(open(run / "per_class.csv")) if r["epoch"] == "0"]
     assert [int(r["total"]) for r in ddp_rows] == [7] * 10  # every image once over both ranks
     model = Classifier.load_from_checkpoint(run / "checkpoints" / "last.ckpt")
-    trainer = pl.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
-                         enable_model_summary=False)
+    trainer = pl.Trainer(
+        accelerator="cpu", devices=1, logger=False, enable_progress_bar=False, enable_model_summary=False
+    )
     trainer.validate(model, datamodule=build_datamodule(load_config(run / "config.yaml", ["data.num_workers=0"])))
     single = model.last_results
     assert trainer.world_size == 1 and single.total.sum() == 70
     for i, row in enumerate(ddp_rows):
         assert (int(row["correct"]), int(row["total"]), int(row["top5_correct"]), int(row["predicted"])) == (
-            single.correct[i], single.total[i], single.top5_correct[i], single.predicted[i]), row["class_name"]
+            single.correct[i],
+            single.total[i],
+            single.top5_correct[i],
+            single.predicted[i],
+        ), row["class_name"]
 
 
-@pytest.mark.parametrize("resources, extra, message", [
-    ({"nodes": 1, "tasks_per_node": 2}, ["trainer.devices=4"],
-     "the spec's overrides sets trainer.devices=4 but resources.tasks_per_node=2"),
-    ({"nodes": 2, "tasks_per_node": 1}, ["trainer.num_nodes=1"],
-     "sets trainer.num_nodes=1 but resources.nodes=2"),
-    ({"tasks_per_node": 1, "gpus_per_node": 2}, ["trainer.accelerator=gpu"],
-     "resources.gpus_per_node=2 with resources.tasks_per_node=1"),
-    ({"tasks_per_node": 1, "gpus_per_node": 0}, ["trainer.accelerator=gpu"],
-     "trainer.accelerator=gpu but resources.gpus_per_node=0"),
-    ({"tasks_per_node": 2, "gpus_per_node": 2}, [], "trainer.accelerator=cpu but resources.gpus_per_node=2"),
-])
-def test_resources_that_contradict_the_trainer_fail_before_queueing(cifar_shards, tmp_path, capsys, resources,
-                                                                    extra, message):
+@pytest.mark.parametrize(
+    "resources, extra, message",
+    [
+        (
+            {"nodes": 1, "tasks_per_node": 2},
+            ["trainer.devices=4"],
+            "the spec's overrides sets trainer.devices=4 but resources.tasks_per_node=2",
+        ),
+        ({"nodes": 2, "tasks_per_node": 1}, ["trainer.num_nodes=1"], "sets trainer.num_nodes=1 but resources.nodes=2"),
+        (
+            {"tasks_per_node": 1, "gpus_per_node": 2},
+            ["trainer.accelerator=gpu"],
+            "resources.gpus_per_node=2 with resources.tasks_per_node=1",
+        ),
+        (
+            {"tasks_per_node": 1, "gpus_per_node": 0},
+            ["trainer.accelerator=gpu"],
+            "trainer.accelerator=gpu but resources.gpus_per_node=0",
+        ),
+        ({"tasks_per_node": 2, "gpus_per_node": 2}, [], "trainer.accelerator=cpu but resources.gpus_per_node=2"),
+    ],
+)
+def test_resources_that_contradict_the_trainer_fail_before_queueing(
+    cifar_shards, tmp_path, capsys, resources, extra, message
+):
     # No cluster here: the error must come before sbatch is ever called.
     spec = _spec(tmp_path / "bad.yaml", cifar_shards, resources, extra)
     for command in (["plan", str(spec)], ["submit", str(spec), "--dir", str(tmp_path / "sweep")]):

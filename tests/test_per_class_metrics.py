@@ -1,4 +1,5 @@
 """Per-class counts against scikit-learn on random predictions (ties, absent classes), and ReaL known answers."""
+
 import numpy as np
 import pytest
 import torch
@@ -45,7 +46,9 @@ def test_counts_match_sklearn(seed):
     np.testing.assert_array_equal(result.correct, np.diag(cm))
     np.testing.assert_array_equal(result.predicted, cm.sum(0))
     assert all(result.total[c] == 0 for c in ABSENT)
-    np.testing.assert_allclose(result.recall, recall_score(y, y_pred, labels=labels, average=None, zero_division=np.nan))
+    np.testing.assert_allclose(
+        result.recall, recall_score(y, y_pred, labels=labels, average=None, zero_division=np.nan)
+    )
     np.testing.assert_allclose(
         result.precision, precision_score(y, y_pred, labels=labels, average=None, zero_division=np.nan)
     )
@@ -60,8 +63,11 @@ def test_top5_with_ties_matches_sklearn(seed):
     assert (scores == scores.max(1, keepdims=True)).sum(1).max() > 1  # the data really has ties at the top
     for c in range(C):
         mask = y == c
-        expected = top_k_accuracy_score(reversed_y[mask], reversed_scores[mask], k=5, labels=np.arange(C),
-                                        normalize=False) if mask.any() else 0
+        expected = (
+            top_k_accuracy_score(reversed_y[mask], reversed_scores[mask], k=5, labels=np.arange(C), normalize=False)
+            if mask.any()
+            else 0
+        )
         assert result.top5_correct[c] == expected, c
     # Top-1 under the same tie rule is argmax.
     ranks = label_rank(torch.from_numpy(scores), torch.from_numpy(y))
@@ -106,11 +112,13 @@ def test_real_known_answers():
     class_names = sorted(wnids[i] for i in REAL_CLASSES)
     idx = {c: class_names.index(wnids[c]) for c in REAL_CLASSES}
     real = RealLabels("imagenet-x", class_names)
-    keys = [f"{wnids[65]}_ILSVRC2012_val_00000001",  # empty ReaL set: skipped (class not in run, label 4 used)
-            f"{wnids[970]}_ILSVRC2012_val_00000002",  # label alp; predicted ski: wrong, but ReaL-correct
-            f"{wnids[230]}_ILSVRC2012_val_00000003",  # label 230; predicted 231: wrong, but ReaL-correct
-            f"{wnids[809]}_ILSVRC2012_val_00000004",  # label 809; predicted 809: right and ReaL-right
-            f"{wnids[230]}_ILSVRC2012_val_00000005"]  # ReaL {516, 850}: none of the run's classes -> skipped
+    keys = [
+        f"{wnids[65]}_ILSVRC2012_val_00000001",  # empty ReaL set: skipped (class not in run, label 4 used)
+        f"{wnids[970]}_ILSVRC2012_val_00000002",  # label alp; predicted ski: wrong, but ReaL-correct
+        f"{wnids[230]}_ILSVRC2012_val_00000003",  # label 230; predicted 231: wrong, but ReaL-correct
+        f"{wnids[809]}_ILSVRC2012_val_00000004",  # label 809; predicted 809: right and ReaL-right
+        f"{wnids[230]}_ILSVRC2012_val_00000005",
+    ]  # ReaL {516, 850}: none of the run's classes -> skipped
     labels = torch.tensor([idx[809], idx[970], idx[230], idx[809], idx[230]])
     predicted = [idx[230], idx[795], idx[231], idx[809], idx[230]]
     logits = torch.nn.functional.one_hot(torch.tensor(predicted), len(class_names)).float()
@@ -124,7 +132,12 @@ def test_real_known_answers():
     expect = {230: (1, 2, 1, 1), 970: (0, 1, 1, 1), 809: (1, 2, 1, 1), 231: (0, 0, 0, 0), 795: (0, 0, 0, 0)}
     for cls, (correct, total, real_correct, real_total) in expect.items():
         i = idx[cls]
-        assert (r.correct[i], r.total[i], r.real_correct[i], r.real_total[i]) == (correct, total, real_correct, real_total)
+        assert (r.correct[i], r.total[i], r.real_correct[i], r.real_total[i]) == (
+            correct,
+            total,
+            real_correct,
+            real_total,
+        )
     s = r.summary()
     assert s["real_samples"] == 3 and s["real_accuracy"] == 1.0 and s["accuracy"] == pytest.approx(2 / 5)
 

@@ -1,10 +1,9 @@
 from pathlib import Path
 
 import pytest
+from conftest import REPO
 
 from launch.config import load_config
-
-from conftest import REPO
 
 PRESETS = sorted((REPO / "configs").glob("*.yaml"))
 

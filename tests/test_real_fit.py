@@ -1,4 +1,5 @@
 """ReaL labels end to end: a small ImageNet-like tree (CIFAR JPEGs under ImageNet validation file names)."""
+
 import csv
 import json
 
@@ -7,9 +8,9 @@ import torch
 from PIL import Image
 
 from datamodules.sources.image_tree import shard_image_tree
+from launch.cli import main
 from launch.config import load_config
 from lightning_modules.augment.evaluation import eval_transform
-from launch.cli import main
 from lightning_modules.classifier import Classifier
 from lightning_modules.metrics.real_labels import _imagenet_x_annotations, imagenet_wnids
 
@@ -18,8 +19,12 @@ from lightning_modules.metrics.real_labels import _imagenet_x_annotations, image
 # 231 collie: 3480 [232], 3862 [230,231], 4711, 6330 [231], 7355 [], 7682, 9055 [231], 11698 [232]
 # 795 ski: 568, 1004, 1447, 3918 [795], 4798 [788,795], 5392, 6208, 6215 [795]
 # 970 alp: 2 [970,795], 81 [970], 270 [], 1292 [970], 1986 [970,979,858], 2795 [], 3084, 3282 [970]
-VAL = {230: [3, 180, 393, 1147, 1963, 1971, 3196, 3810], 231: [3480, 3862, 4711, 6330, 7355, 7682, 9055, 11698],
-       795: [568, 1004, 1447, 3918, 4798, 5392, 6208, 6215], 970: [2, 81, 270, 1292, 1986, 2795, 3084, 3282]}
+VAL = {
+    230: [3, 180, 393, 1147, 1963, 1971, 3196, 3810],
+    231: [3480, 3862, 4711, 6330, 7355, 7682, 9055, 11698],
+    795: [568, 1004, 1447, 3918, 4798, 5392, 6208, 6215],
+    970: [2, 81, 270, 1292, 1986, 2795, 3084, 3282],
+}
 # Images whose ReaL set is empty, or holds none of these four classes (232, 788, ...), are skipped.
 REAL_TOTAL = {230: 8, 231: 5, 795: 8, 970: 6}
 
@@ -31,8 +36,10 @@ def imagenet_like_shards(cifar_tree, tmp_path_factory):
     jpegs = sorted(cifar_tree.glob("test/*/*.jpg")) + sorted(cifar_tree.glob("train/*/*.jpg"))
     it = iter(jpegs)
     for cls, numbers in VAL.items():
-        for split, names in (("val", [f"ILSVRC2012_val_{n:08d}.JPEG" for n in numbers]),
-                             ("train", [f"{wnids[cls]}_{i}.JPEG" for i in range(8)])):
+        for split, names in (
+            ("val", [f"ILSVRC2012_val_{n:08d}.JPEG" for n in numbers]),
+            ("train", [f"{wnids[cls]}_{i}.JPEG" for i in range(8)]),
+        ):
             folder = root / "tree" / split / wnids[cls]
             folder.mkdir(parents=True)
             for name in names:
@@ -43,9 +50,22 @@ def imagenet_like_shards(cifar_tree, tmp_path_factory):
 
 def test_real_accuracy_per_class(imagenet_like_shards, tmp_path, capsys):
     root = imagenet_like_shards
-    rc = main(["fit", f"data.root={root / 'shards'}", f"out_dir={tmp_path}", "name=real", "data.image_size=32",
-               "data.batch_size=8", "data.num_workers=0", "model.arch=resnet20", "trainer.max_epochs=1",
-               "trainer.progress_bar=false", "logger.wandb=false", "metrics.real_labels=imagenet-x"])
+    rc = main(
+        [
+            "fit",
+            f"data.root={root / 'shards'}",
+            f"out_dir={tmp_path}",
+            "name=real",
+            "data.image_size=32",
+            "data.batch_size=8",
+            "data.num_workers=0",
+            "model.arch=resnet20",
+            "trainer.max_epochs=1",
+            "trainer.progress_bar=false",
+            "logger.wandb=false",
+            "metrics.real_labels=imagenet-x",
+        ]
+    )
     assert rc == 0
     printed = capsys.readouterr().out
     assert "ReaL" in printed and "top-5" in printed  # the per-class table printed after the fit
@@ -71,4 +91,5 @@ def test_real_accuracy_per_class(imagenet_like_shards, tmp_path, capsys):
     metrics = json.loads((tmp_path / "real" / "metrics.json").read_text())["last"]
     assert metrics["real_samples"] == sum(REAL_TOTAL.values())
     assert metrics["real_accuracy"] == pytest.approx(
-        sum(int(r["real_correct"]) for r in rows.values()) / sum(REAL_TOTAL.values()))
+        sum(int(r["real_correct"]) for r in rows.values()) / sum(REAL_TOTAL.values())
+    )

@@ -1,4 +1,5 @@
 """`classreg report` end to end on run folders with planted per-class effects, and its HTML in Chromium."""
+
 import io
 import json
 import shutil
@@ -58,8 +59,9 @@ def test_report_cli_finds_the_planted_drops_and_writes_every_output(planted_swee
     cs = pd.read_csv(out / "class_settings.csv")
     assert len(cs) == 300 and set(cs.class_name) == set(names)
     row = cs[(cs.class_index == 7) & (cs.setting == "optim.label_smoothing=0.2")].iloc[0]
-    per_seed = [pd.read_csv(root / "ls0.2" / f"seed{s}" / "run" / "per_class.csv").query("epoch == 1").iloc[7]
-                for s in range(5)]
+    per_seed = [
+        pd.read_csv(root / "ls0.2" / f"seed{s}" / "run" / "per_class.csv").query("epoch == 1").iloc[7] for s in range(5)
+    ]
     assert row.correct == sum(r.correct for r in per_seed) and row.total == 250
     assert row.mean_accuracy == pytest.approx(np.mean([r.correct / r.total for r in per_seed]))
     assert row.sd_accuracy == pytest.approx(np.std([r.correct / r.total for r in per_seed], ddof=1))
@@ -74,7 +76,9 @@ def test_report_cli_finds_the_planted_drops_and_writes_every_output(planted_swee
 
 def test_reference_and_strength_options(planted_sweep, tmp_path):
     root, _ = planted_sweep
-    report = build_report(root, tmp_path / "r", ReportOptions(reference="optim.label_smoothing=0.1", curves=2), progress=False)
+    report = build_report(
+        root, tmp_path / "r", ReportOptions(reference="optim.label_smoothing=0.1", curves=2), progress=False
+    )
     assert report.reference == "optim.label_smoothing=0.1" and report.best == "optim.label_smoothing=0.2"
     assert "over optim.label_smoothing=0.1" in report.headline
     with pytest.raises(ReportError, match="'dropout' is not one of the keys that vary: optim.label_smoothing"):
@@ -134,15 +138,24 @@ def test_html_report_renders_in_headless_chromium(planted_sweep, tmp_path):
     root, names = planted_sweep
     report = build_report(root, tmp_path / "r", progress=False)
     url = report.html.resolve().as_uri()
-    flags = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-             "--virtual-time-budget=5000", f"--user-data-dir={tmp_path / 'profile'}"]
+    flags = [
+        CHROMIUM,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--hide-scrollbars",
+        "--virtual-time-budget=5000",
+        f"--user-data-dir={tmp_path / 'profile'}",
+    ]
     shot = tmp_path / "shot.png"
-    subprocess.run([*flags, f"--screenshot={shot}", "--window-size=1280,2400", url], check=True,
-                   capture_output=True, timeout=120)
+    subprocess.run(
+        [*flags, f"--screenshot={shot}", "--window-size=1280,2400", url], check=True, capture_output=True, timeout=120
+    )
     assert shot.stat().st_size > 50_000  # a rendered page with plots, not a blank one
 
-    dom = subprocess.run([*flags, "--dump-dom", url + "#sort=change"], check=True, capture_output=True,
-                         text=True, timeout=120).stdout
+    dom = subprocess.run(
+        [*flags, "--dump-dom", url + "#sort=change"], check=True, capture_output=True, text=True, timeout=120
+    ).stdout
     # every figure decoded by the browser, the class table complete and sorted by the URL's request
     assert 'data-figures-shown="4"' in dom
     from html.parser import HTMLParser
@@ -192,11 +205,13 @@ def test_keys_of_any_config_section_work_and_the_weakest_setting_is_the_referenc
                 (run / "config.yaml").write_text(
                     f"seed: {seed}\nname: {run.name}\nout_dir: {tmp_path}\n"
                     f"aug:\n  rrc:\n    min_scale: {scale}\n  policy: rrc\nwd:\n  value: {wd}\n"
-                    "trainer:\n  progress_bar: false\n")
+                    "trainer:\n  progress_bar: false\n"
+                )
                 good = 40 + int(10 * (1 - scale)) + seed
                 (run / "per_class.csv").write_text(
                     "epoch,class_index,class_name,correct,total,accuracy,extra\n"
-                    + "".join(f"0,{i},{n},{good - 20 * (i == 2) * (scale < 1)},50,0,x\n" for i, n in enumerate(names)))
+                    + "".join(f"0,{i},{n},{good - 20 * (i == 2) * (scale < 1)},50,0,x\n" for i, n in enumerate(names))
+                )
     report = build_report(tmp_path, tmp_path / "rep", progress=False)
     # a larger minimum crop scale is a weaker augmentation; no weight decay is the weakest
     assert report.reference == "rrc.min_scale=1, wd.value=0"

@@ -1,4 +1,5 @@
 """A real small sweep (ResNet-20 on CIFAR shards): its report, and linear-probe transfer to other shards."""
+
 import json
 import shutil
 
@@ -8,11 +9,17 @@ import torch
 import yaml
 
 from launch.cli import main
-from launch.report import build_report
 
 WEIGHT_DECAYS, SEEDS = ("0", "0.05"), (0, 1)
-TINY = ["model.arch=resnet20", "data.image_size=32", "data.batch_size=32", "data.num_workers=0",
-        "trainer.max_epochs=1", "trainer.progress_bar=false", "trainer.limit_train_batches=3"]
+TINY = [
+    "model.arch=resnet20",
+    "data.image_size=32",
+    "data.batch_size=32",
+    "data.num_workers=0",
+    "trainer.max_epochs=1",
+    "trainer.progress_bar=false",
+    "trainer.limit_train_batches=3",
+]
 DOWNSTREAM_CLASSES = ["cat", "dog", "ship", "truck"]
 
 
@@ -21,8 +28,20 @@ def real_sweep(cifar_shards, tmp_path_factory):
     root = tmp_path_factory.mktemp("real_sweep")
     for wd in WEIGHT_DECAYS:
         for seed in SEEDS:
-            assert main(["fit", f"data.root={cifar_shards}", *TINY, f"wd.value={wd}", f"seed={seed}",
-                         f"out_dir={root / f'wd{wd}' / f'seed{seed}'}", "name=run"]) == 0
+            assert (
+                main(
+                    [
+                        "fit",
+                        f"data.root={cifar_shards}",
+                        *TINY,
+                        f"wd.value={wd}",
+                        f"seed={seed}",
+                        f"out_dir={root / f'wd{wd}' / f'seed{seed}'}",
+                        "name=run",
+                    ]
+                )
+                == 0
+            )
     return root
 
 
@@ -61,11 +80,24 @@ def test_report_of_a_real_sweep_has_every_class_and_setting(real_sweep, tmp_path
 
 @pytest.mark.slow
 def test_transfer_trains_linear_probes_on_frozen_checkpoints_and_feeds_the_report(
-        real_sweep, downstream_shards, tmp_path, capsys):
+    real_sweep, downstream_shards, tmp_path, capsys
+):
     out = tmp_path / "probes"
-    args = ["transfer", str(real_sweep), "--downstream", "configs/transfer/linear_probe.yaml", "--out", str(out),
-            f"data.root={downstream_shards}", "data.image_size=32", "data.batch_size=32", "data.num_workers=0",
-            "trainer.max_epochs=2", "trainer.progress_bar=false", "optim.lr=0.05"]
+    args = [
+        "transfer",
+        str(real_sweep),
+        "--downstream",
+        "configs/transfer/linear_probe.yaml",
+        "--out",
+        str(out),
+        f"data.root={downstream_shards}",
+        "data.image_size=32",
+        "data.batch_size=32",
+        "data.num_workers=0",
+        "trainer.max_epochs=2",
+        "trainer.progress_bar=false",
+        "optim.lr=0.05",
+    ]
     assert main([*args, "--report"]) == 0
     printed = capsys.readouterr().out
     assert f"report: {out / 'report' / 'report.html'}" in printed
@@ -104,12 +136,23 @@ def test_transfer_errors_name_the_run_and_the_fix(tmp_path, capsys):
     from tests.synthetic_runs import write_run
 
     write_run(tmp_path / "sweep" / "a", [], [1], [2], ["x"])
-    assert main(["transfer", str(tmp_path / "sweep"), "--downstream", "configs/transfer/linear_probe.yaml",
-                 "data.root=/nowhere"]) == 2
+    assert (
+        main(
+            [
+                "transfer",
+                str(tmp_path / "sweep"),
+                "--downstream",
+                "configs/transfer/linear_probe.yaml",
+                "data.root=/nowhere",
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "has no last checkpoint" in err and "classreg fit -c" in err
     assert main(["transfer", str(tmp_path / "sweep"), "--downstream", "configs/transfer/linear_probe.yaml"]) == 2
     assert "sets no data.root" in capsys.readouterr().err
-    assert main(["transfer", str(tmp_path / "sweep"), "-d", "configs/transfer/linear_probe.yaml",
-                 "checkpoint=first"]) == 2
+    assert (
+        main(["transfer", str(tmp_path / "sweep"), "-d", "configs/transfer/linear_probe.yaml", "checkpoint=first"]) == 2
+    )
     assert "Allowed: last, best" in capsys.readouterr().err

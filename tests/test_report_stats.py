@@ -1,7 +1,7 @@
 """The report's statistics on simulated per-class results whose truth is known."""
+
 import numpy as np
 import pytest
-
 from scipy import stats
 
 from launch.report.stats import benjamini_hochberg, compare, dispersion, fisher_exact_two_sided

@@ -1,4 +1,5 @@
 """`fit` restarts from the newest intact checkpoint in its run folder; the local executor runs sweeps here."""
+
 import csv
 import json
 import os
@@ -40,8 +41,16 @@ def test_newest_intact_checkpoint_is_chosen(tmp_path):
 
 @pytest.mark.slow
 def test_fit_resumes_from_last_checkpoint(cifar_shards, tmp_path):
-    args = ["fit", "-c", "configs/fashion_mnist_demo.yaml", f"data.root={cifar_shards}", f"out_dir={tmp_path}",
-            "name=run", "trainer.limit_train_batches=3", *TINY]
+    args = [
+        "fit",
+        "-c",
+        "configs/fashion_mnist_demo.yaml",
+        f"data.root={cifar_shards}",
+        f"out_dir={tmp_path}",
+        "name=run",
+        "trainer.limit_train_batches=3",
+        *TINY,
+    ]
     assert main([*args, "trainer.max_epochs=1"]) == 0
     run = tmp_path / "run"
     assert run_completed(run)
@@ -60,8 +69,13 @@ def test_fit_resumes_from_last_checkpoint(cifar_shards, tmp_path):
 
 @pytest.mark.slow
 def test_local_executor_runs_points_with_the_same_status_files(cifar_shards, tmp_path, capsys):
-    spec = write_spec(tmp_path / "local.yaml", cifar_shards, "local", {"product": {"optim.lr": [0.1, 0.05]}},
-                      extra=("trainer.limit_train_batches=2",))
+    spec = write_spec(
+        tmp_path / "local.yaml",
+        cifar_shards,
+        "local",
+        {"product": {"optim.lr": [0.1, 0.05]}},
+        extra=("trainer.limit_train_batches=2",),
+    )
     sweep_dir = tmp_path / "sweep"
     assert main(["sweep", "submit", str(spec), "--dir", str(sweep_dir), "--dry-run"]) == 0
     capsys.readouterr()

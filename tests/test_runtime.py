@@ -1,20 +1,26 @@
 """GPU features fall back on CPU, the choices land in runtime.json, and the lr follows the linear scaling rule."""
+
 import csv
 import json
 
 import pytest
 import torch
+from conftest import REPO
 
-from launch.cli import main
 from datamodules.configkit import ConfigError
+from launch.cli import main
 from launch.config import load_config
 from lightning_modules import runtime
 from lightning_modules.optim import scaled_lr
 
-from conftest import REPO
-
-TINY = ["data.image_size=32", "data.batch_size=32", "data.num_workers=0", "model.arch=resnet20",
-        "trainer.progress_bar=false", "logger.wandb=false"]
+TINY = [
+    "data.image_size=32",
+    "data.batch_size=32",
+    "data.num_workers=0",
+    "model.arch=resnet20",
+    "trainer.progress_bar=false",
+    "logger.wandb=false",
+]
 
 
 def test_cpu_fallbacks_and_cuda_choices():
@@ -51,14 +57,32 @@ def test_imagenet_preset_is_the_paper_recipe():
 
 
 def test_fit_on_cpu_records_fallbacks_and_scaled_lr(cifar_shards, tmp_path, capsys):
-    rc = main(["fit", f"data.root={cifar_shards}", f"out_dir={tmp_path}", "name=rt", *TINY,
-               "trainer.max_epochs=1", "trainer.precision=bf16-mixed", "trainer.channels_last=true",
-               "optim.lr=0.2", "optim.lr_scaling=linear", "optim.lr_reference_batch=64", "optim.warmup_epochs=0",
-               "optim.schedule=constant", "trainer.log_every_n_steps=1"])
+    rc = main(
+        [
+            "fit",
+            f"data.root={cifar_shards}",
+            f"out_dir={tmp_path}",
+            "name=rt",
+            *TINY,
+            "trainer.max_epochs=1",
+            "trainer.precision=bf16-mixed",
+            "trainer.channels_last=true",
+            "optim.lr=0.2",
+            "optim.lr_scaling=linear",
+            "optim.lr_reference_batch=64",
+            "optim.warmup_epochs=0",
+            "optim.schedule=constant",
+            "trainer.log_every_n_steps=1",
+        ]
+    )
     assert rc == 0
     info = json.loads((tmp_path / "rt" / "runtime.json").read_text())
-    assert (info["precision"], info["channels_last"], info["pin_memory"], info["cudnn_benchmark"]) == \
-        ("32-true", False, False, False)
+    assert (info["precision"], info["channels_last"], info["pin_memory"], info["cudnn_benchmark"]) == (
+        "32-true",
+        False,
+        False,
+        False,
+    )
     assert (info["world_size"], info["global_batch"], info["effective_lr"]) == (1, 32, pytest.approx(0.1))
     out = capsys.readouterr().out
     assert "trainer.precision=bf16-mixed needs CUDA; training in 32-true on CPU" in out
@@ -79,9 +103,19 @@ def test_compile_flag_compiles_the_module_on_cpu(cifar_shards, tmp_path):
     from torch._dynamo.utils import counters
 
     counters.clear()
-    rc = main(["fit", f"data.root={cifar_shards}", f"out_dir={tmp_path}", "name=compiled", *TINY,
-               "trainer.max_epochs=1", "trainer.compile=true", "trainer.compile_backend=aot_eager",
-               "trainer.limit_train_batches=2"])
+    rc = main(
+        [
+            "fit",
+            f"data.root={cifar_shards}",
+            f"out_dir={tmp_path}",
+            "name=compiled",
+            *TINY,
+            "trainer.max_epochs=1",
+            "trainer.compile=true",
+            "trainer.compile_backend=aot_eager",
+            "trainer.limit_train_batches=2",
+        ]
+    )
     assert rc == 0
     assert counters["stats"]["unique_graphs"] >= 1  # dynamo captured and compiled the forward
     info = json.loads((tmp_path / "compiled" / "runtime.json").read_text())

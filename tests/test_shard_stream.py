@@ -1,12 +1,13 @@
 """Which samples each rank and worker sees: every sample exactly once per epoch."""
+
 import pytest
 import torch
 from torch.utils.data import DataLoader
 
+from datamodules.config import DataConfig
+from datamodules.shards.format import read_manifest
 from datamodules.torchvision_backend.datamodule import ShardDataModule
 from datamodules.torchvision_backend.shard_stream import ShardStream
-from datamodules.shards.format import read_manifest
-from datamodules.config import DataConfig
 from lightning_modules.augment import AugConfig, ImageTransforms
 
 
@@ -22,8 +23,19 @@ def keys_seen(root, split, train, rank, world, workers, epoch=0, seed=0):
             for sample in self._samples():
                 yield sample["__key__"]
 
-    stream = KeyStream(urls, info["samples"], None, 8, train=train, shuffle_buffer=16 if train else 0,
-                       rank=rank, world_size=world, num_workers=workers, seed=seed, epoch=epoch)
+    stream = KeyStream(
+        urls,
+        info["samples"],
+        None,
+        8,
+        train=train,
+        shuffle_buffer=16 if train else 0,
+        rank=rank,
+        world_size=world,
+        num_workers=workers,
+        seed=seed,
+        epoch=epoch,
+    )
     for key in DataLoader(stream, batch_size=None, num_workers=workers):
         seen.append(key)
     return seen
@@ -47,8 +59,9 @@ def test_training_order_is_seeded_and_changes_between_epochs(cifar_shards):
 
 
 def test_datamodule_batches_and_labels(cifar_shards):
-    cfg = DataConfig(root=str(cifar_shards), image_size=32, batch_size=16, num_workers=0,
-                     mean=[0.5] * 3, std=[0.25] * 3)
+    cfg = DataConfig(
+        root=str(cifar_shards), image_size=32, batch_size=16, num_workers=0, mean=[0.5] * 3, std=[0.25] * 3
+    )
     dm = ShardDataModule(cfg, ImageTransforms.of(AugConfig(), cfg))
     dm.setup()
     assert dm.val_split == "test" and dm.num_classes == 10

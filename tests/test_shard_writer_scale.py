@@ -1,4 +1,5 @@
 """Shard writer at ImageNet scale: DALI index files, binary labels, checksums, resume, ImageNet layout, --verify."""
+
 import hashlib
 import json
 import os
@@ -9,8 +10,6 @@ import subprocess
 import sys
 import tarfile
 from pathlib import Path
-
-import pytest
 
 from datamodules.shards.format import read_manifest
 from datamodules.sources.image_tree import shard_image_tree
@@ -48,8 +47,13 @@ def test_dali_reads_the_index_without_inferring_it(cifar_shards, capfd):
 
     @pipeline_def(batch_size=10, num_threads=1, device_id=None)
     def labels(index_paths):
-        _, label = fn.readers.webdataset(paths=[str(cifar_shards / s["file"]) for s in shards], index_paths=index_paths,
-                                         ext=["jpg", "lbl"], dtypes=[types.UINT8, types.INT32], name="r")
+        _, label = fn.readers.webdataset(
+            paths=[str(cifar_shards / s["file"]) for s in shards],
+            index_paths=index_paths,
+            ext=["jpg", "lbl"],
+            dtypes=[types.UINT8, types.INT32],
+            name="r",
+        )
         return label
 
     for index_paths in ([str(cifar_shards / s["index"]) for s in shards], None):
@@ -89,8 +93,10 @@ def test_resume_after_kill_gives_identical_shards_and_keeps_finished_ones(cifar_
 
     assert main(["shard", str(cifar_tree), str(resumed), "--shard-size", "20", "--workers", "2"]) == 0
     assert {name: (resumed / name).stat().st_mtime_ns for name in done} == before  # not rewritten
-    assert json.loads((resumed / "manifest.json").read_text())["splits"] == \
-        json.loads((clean / "manifest.json").read_text())["splits"]
+    assert (
+        json.loads((resumed / "manifest.json").read_text())["splits"]
+        == json.loads((clean / "manifest.json").read_text())["splits"]
+    )
     files = sorted(p.name for p in clean.iterdir())
     assert sorted(p.name for p in resumed.iterdir()) == files  # no .partial/.progress left behind
     for name in files:
@@ -99,8 +105,9 @@ def test_resume_after_kill_gives_identical_shards_and_keeps_finished_ones(cifar_
 
 def test_resume_refuses_other_settings(cifar_tree, tmp_path, capsys):
     out = tmp_path / "out"
-    subprocess.run([sys.executable, "-c", KILL_AT_SHARD_3, str(cifar_tree), str(out)],
-                   env={**os.environ, "PYTHONPATH": str(REPO)})
+    subprocess.run(
+        [sys.executable, "-c", KILL_AT_SHARD_3, str(cifar_tree), str(out)], env={**os.environ, "PYTHONPATH": str(REPO)}
+    )
     assert main(["shard", str(cifar_tree), str(out), "--shard-size", "30"]) == 2
     assert "unfinished run with other sources or settings" in capsys.readouterr().err
     assert main(["shard", str(cifar_tree), str(out), "--shard-size", "30", "--overwrite"]) == 0
@@ -144,7 +151,7 @@ def test_verify_decodes_fully_and_default_catches_truncation(cifar_tree, tmp_pat
     truncated.write_bytes(truncated.read_bytes()[:400])
     data = bytearray(garbled.read_bytes())
     table = data.find(b"\xff\xc4")  # a Huffman table with impossible code counts; header and end marker intact
-    data[table + 5: table + 21] = b"\xff" * 16
+    data[table + 5 : table + 21] = b"\xff" * 16
     garbled.write_bytes(bytes(data))
 
     def skipped(**kw):

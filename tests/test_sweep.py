@@ -1,7 +1,7 @@
 """Sweep specs, plans, sweep folders, status files and claims (no training, no SLURM needed)."""
+
 import json
 import multiprocessing
-import os
 import subprocess
 import sys
 
@@ -11,17 +11,23 @@ from sweep_helpers import write_spec
 
 from launch.cli import main
 from launch.config import load_config
-from launch.sweep.folder import Sweep, materialise
-from launch.sweep.submit import submit
+from launch.sweep.folder import materialise
 from launch.sweep.spec import load_spec, resolve_points
 from launch.sweep.status import claim, local_owner, read_status, transition
 
 
 def _spec(tmp_path, **changes):
-    spec = {"name": "grid", "base": "configs/cifar10_resnet18.yaml", "overrides": ["trainer.max_epochs=4"],
-            "axes": {"product": {"optim.lr": [0.1, 0.05, 0.02], "optim.label_smoothing": [0.0, 0.1]},
-                     "zip": {"optim.warmup_epochs": [0, 1], "optim.momentum": [0.9, 0.8]}},
-            "seeds": [0, 1], "resources": {"gpus_per_node": 4, "tasks_per_node": 4, "nodes": 2}}
+    spec = {
+        "name": "grid",
+        "base": "configs/cifar10_resnet18.yaml",
+        "overrides": ["trainer.max_epochs=4"],
+        "axes": {
+            "product": {"optim.lr": [0.1, 0.05, 0.02], "optim.label_smoothing": [0.0, 0.1]},
+            "zip": {"optim.warmup_epochs": [0, 1], "optim.momentum": [0.9, 0.8]},
+        },
+        "seeds": [0, 1],
+        "resources": {"gpus_per_node": 4, "tasks_per_node": 4, "nodes": 2},
+    }
     for key, value in changes.items():
         node = spec
         *parents, leaf = key.split("__")
@@ -76,8 +82,13 @@ def test_points_get_validated_configs_and_stable_ids(tmp_path):
     path = _spec(tmp_path)
     points = resolve_points(load_spec(path), path, out_dir=tmp_path / "pts")
     first = points[0]
-    assert first.params == {"optim.lr": 0.1, "optim.label_smoothing": 0.0, "optim.warmup_epochs": 0,
-                            "optim.momentum": 0.9, "seed": 0}
+    assert first.params == {
+        "optim.lr": 0.1,
+        "optim.label_smoothing": 0.0,
+        "optim.warmup_epochs": 0,
+        "optim.momentum": 0.9,
+        "seed": 0,
+    }
     assert first.config.trainer.devices == 4 and first.config.trainer.num_nodes == 2  # from resources
     assert points[-1].config.optim.momentum == 0.8 and points[-1].config.seed == 1
     assert isinstance(points[5].config.optim.warmup_epochs, float)  # typed like `fit` overrides

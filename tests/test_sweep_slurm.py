@@ -1,4 +1,5 @@
 """Sweeps on a real local SLURM cluster (slurm/start_local_cluster.sh): job arrays, preemption, crash, resume."""
+
 import json
 import os
 import signal
@@ -9,8 +10,8 @@ import pytest
 from sweep_helpers import assert_never_ran_twice, statuses, wait_for, write_spec
 
 from launch.cli import main
-from lightning_modules.run_record import read_record
 from launch.sweep.folder import Sweep
+from lightning_modules.run_record import read_record
 
 pytestmark = pytest.mark.slow
 
@@ -25,24 +26,35 @@ def _job_array_lines(sweep_dir):
 
 
 def test_six_point_sweep_runs_as_one_job_array(slurm_cluster, cifar_shards, tmp_path, capsys):
-    spec = write_spec(tmp_path / "six.yaml", cifar_shards, "six",
-                      {"product": {"optim.lr": [0.1, 0.05, 0.02]}}, seeds=[0, 1])
+    spec = write_spec(
+        tmp_path / "six.yaml", cifar_shards, "six", {"product": {"optim.lr": [0.1, 0.05, 0.02]}}, seeds=[0, 1]
+    )
     sweep_dir = tmp_path / "sweep"
     assert main(["sweep", "submit", str(spec), "--dir", str(sweep_dir)]) == 0
     assert "with 6 points" in capsys.readouterr().out
-    (_, array, n), = (line.split() for line in _job_array_lines(sweep_dir))
+    ((_, array, n),) = (line.split() for line in _job_array_lines(sweep_dir))
     script = (sweep_dir / "submissions" / "001.sbatch").read_text()
-    for line in ("#SBATCH --array=0-5%2", "#SBATCH --signal=USR1@90", "#SBATCH --requeue",
-                 "#SBATCH --open-mode=append", f"srun {sys.executable} -m launch.cli fit"):
+    for line in (
+        "#SBATCH --array=0-5%2",
+        "#SBATCH --signal=USR1@90",
+        "#SBATCH --requeue",
+        "#SBATCH --open-mode=append",
+        f"srun {sys.executable} -m launch.cli fit",
+    ):
         assert line in script
 
-    wait_for(lambda: all(s["state"] in ("done", "failed") for s in statuses(sweep_dir).values()), 600,
-             "all 6 points to finish", sweep_dir)
+    wait_for(
+        lambda: all(s["state"] in ("done", "failed") for s in statuses(sweep_dir).values()),
+        600,
+        "all 6 points to finish",
+        sweep_dir,
+    )
     points = statuses(sweep_dir)
     assert len(points) == 6 and {s["state"] for s in points.values()} == {"done"}
     assert n == "6" and {s["owner"]["job_id"] for s in points.values()} == {f"{array}_{i}" for i in range(6)}
     assert sorted((s["params"]["optim.lr"], s["params"]["seed"]) for s in points.values()) == sorted(
-        (lr, seed) for lr in (0.1, 0.05, 0.02) for seed in (0, 1))
+        (lr, seed) for lr in (0.1, 0.05, 0.02) for seed in (0, 1)
+    )
     for pid, s in points.items():
         run = sweep_dir / "points" / pid
         rows = (run / "per_class.csv").read_text().splitlines()
@@ -59,11 +71,17 @@ def test_six_point_sweep_runs_as_one_job_array(slurm_cluster, cifar_shards, tmp_
 
 
 def test_preempted_point_requeues_and_resumes_from_hpc_checkpoint(slurm_cluster, cifar_shards, tmp_path):
-    spec = write_spec(tmp_path / "pre.yaml", cifar_shards, "pre", {"product": {"optim.lr": [0.1]}}, epochs=4,
-                      extra=("trainer.limit_train_batches=4",))
+    spec = write_spec(
+        tmp_path / "pre.yaml",
+        cifar_shards,
+        "pre",
+        {"product": {"optim.lr": [0.1]}},
+        epochs=4,
+        extra=("trainer.limit_train_batches=4",),
+    )
     sweep_dir = tmp_path / "sweep"
     assert main(["sweep", "submit", str(spec), "--dir", str(sweep_dir)]) == 0
-    (pid, _), = statuses(sweep_dir).items()
+    ((pid, _),) = statuses(sweep_dir).items()
     run = sweep_dir / "points" / pid
     job = wait_for(lambda: statuses(sweep_dir)[pid].get("job_id"), 30, "the point to be queued")
     # SIGUSR1 once the first epoch is validated (Lightning's handler is installed by then)
@@ -95,15 +113,21 @@ def test_preempted_point_requeues_and_resumes_from_hpc_checkpoint(slurm_cluster,
 
 
 def test_killed_point_is_failed_and_resume_resubmits_only_it(slurm_cluster, cifar_shards, tmp_path):
-    spec = write_spec(tmp_path / "crash.yaml", cifar_shards, "crash",
-                      {"product": {"trainer.max_epochs": [1, 3]}}, extra=("trainer.limit_train_batches=4",))
+    spec = write_spec(
+        tmp_path / "crash.yaml",
+        cifar_shards,
+        "crash",
+        {"product": {"trainer.max_epochs": [1, 3]}},
+        extra=("trainer.limit_train_batches=4",),
+    )
     sweep_dir = tmp_path / "sweep"
     assert main(["sweep", "submit", str(spec), "--dir", str(sweep_dir)]) == 0
     by_epochs = {s["max_epochs"]: pid for pid, s in statuses(sweep_dir).items()}
     short, long = by_epochs[1], by_epochs[3]
     run = sweep_dir / "points" / long
-    wait_for(lambda: (run / "checkpoints" / "last.ckpt").exists(), 300, "epoch 0 of the long point", sweep_dir,
-             poll=0.2)
+    wait_for(
+        lambda: (run / "checkpoints" / "last.ckpt").exists(), 300, "epoch 0 of the long point", sweep_dir, poll=0.2
+    )
     job = statuses(sweep_dir)[long]["job_id"]
     os.kill(read_record(run)[0]["pid"], signal.SIGKILL)  # the training process dies (as by the OOM killer)
 
@@ -114,8 +138,12 @@ def test_killed_point_is_failed_and_resume_resubmits_only_it(slurm_cluster, cifa
     assert failed["log"].endswith(f"{job}.out")
 
     # two resumes at once: exactly one job array, holding only the failed point
-    both = [subprocess.Popen([sys.executable, "-m", "launch.cli", "sweep", "resume", str(sweep_dir)],
-                             stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    both = [
+        subprocess.Popen(
+            [sys.executable, "-m", "launch.cli", "sweep", "resume", str(sweep_dir)], stdout=subprocess.PIPE, text=True
+        )
+        for _ in range(2)
+    ]
     outs = sorted(p.communicate()[0] for p in both)
     assert all(p.returncode == 0 for p in both)
     assert "nothing to submit" in outs[0] and "with 1 points" in outs[1], outs
@@ -129,13 +157,19 @@ def test_killed_point_is_failed_and_resume_resubmits_only_it(slurm_cluster, cifa
     for s in statuses(sweep_dir).values():
         assert_never_ran_twice(s)
     assert [h["state"] for h in statuses(sweep_dir)[long]["history"]] == [
-        "pending", "queued", "running", "failed", "queued", "running", "done"]
+        "pending",
+        "queued",
+        "running",
+        "failed",
+        "queued",
+        "running",
+        "done",
+    ]
     assert "nothing to submit" in _cli("resume", str(sweep_dir)).stdout
 
 
 def test_cancel_and_jobs_that_leave_the_queue(slurm_cluster, cifar_shards, tmp_path, capsys):
-    spec = write_spec(tmp_path / "c.yaml", cifar_shards, "cancel", {"product": {"optim.lr": [0.1, 0.05]}},
-                      epochs=50)
+    spec = write_spec(tmp_path / "c.yaml", cifar_shards, "cancel", {"product": {"optim.lr": [0.1, 0.05]}}, epochs=50)
     sweep_dir = tmp_path / "sweep"
     assert main(["sweep", "submit", str(spec), "--dir", str(sweep_dir)]) == 0
     assert main(["sweep", "cancel", str(sweep_dir)]) == 0

@@ -1,4 +1,5 @@
 """W&B offline-first: a real fit logs to an offline run; wandb's own reader (`wandb leet inspect`) reads it back."""
+
 import csv
 import json
 import subprocess
@@ -15,8 +16,13 @@ SECRET = "local-0123456789abcdef0123456789abcdef01234567"
 
 def read_records(wandb_file: Path) -> list[dict]:
     """Every record of a run's .wandb transaction log, decoded by wandb's own inspector."""
-    out = subprocess.run([sys.executable, "-m", "wandb", "leet", "inspect", "--json", str(wandb_file)],
-                         capture_output=True, text=True, timeout=120, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "wandb", "leet", "inspect", "--json", str(wandb_file)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
     return [json.loads(line) for line in out.splitlines() if line.strip()]
 
 
@@ -25,10 +31,24 @@ def offline_runs(run_dir: Path) -> list[Path]:
 
 
 def fit(shards, tmp_path, *extra):
-    return main(["fit", "-c", "configs/fashion_mnist_demo.yaml", f"data.root={shards}",
-                 f"out_dir={tmp_path}", "name=wd5e-4", "logger.group=sweep-a", "data.image_size=32",
-                 "data.batch_size=16", "data.num_workers=0", "model.arch=resnet20", "trainer.limit_train_batches=2",
-                 "trainer.progress_bar=false", *extra])
+    return main(
+        [
+            "fit",
+            "-c",
+            "configs/fashion_mnist_demo.yaml",
+            f"data.root={shards}",
+            f"out_dir={tmp_path}",
+            "name=wd5e-4",
+            "logger.group=sweep-a",
+            "data.image_size=32",
+            "data.batch_size=16",
+            "data.num_workers=0",
+            "model.arch=resnet20",
+            "trainer.limit_train_batches=2",
+            "trainer.progress_bar=false",
+            *extra,
+        ]
+    )
 
 
 @pytest.mark.slow
@@ -53,8 +73,13 @@ def test_offline_run_has_scalars_histogram_table_artifact_and_resumes(cifar_shar
     history = [h["item"] for h in by_type["history"]]
     scalars = [h for h in history if "val/acc" in h]
     assert len(scalars) == 2  # one per validation
-    for key in ("val/mean_class_acc", "val/worst_class_acc", "val/worst_fraction_mean_class_acc",
-                "val/class_acc_std", "val/top5_acc"):
+    for key in (
+        "val/mean_class_acc",
+        "val/worst_class_acc",
+        "val/worst_fraction_mean_class_acc",
+        "val/class_acc_std",
+        "val/top5_acc",
+    ):
         assert all(key in h for h in scalars), key
     tables = [h for h in history if h.get("val/per_class._type") == "table-file"]
     assert len(tables) == 2 and all(h["val/class_acc_hist._type"] == "histogram" for h in tables)
@@ -65,8 +90,9 @@ def test_offline_run_has_scalars_histogram_table_artifact_and_resumes(cifar_shar
     assert last["val/per_class.nrows"] == 10
     table = json.loads((wandb_file.parent / "files" / last["val/per_class.path"]).read_text())
     assert table["columns"][:5] == ["class_index", "class_name", "correct", "total", "accuracy"]
-    assert [(d[1], d[2], d[3]) for d in table["data"]] == [(r["class_name"], int(r["correct"]), int(r["total"]))
-                                                          for r in rows]
+    assert [(d[1], d[2], d[3]) for d in table["data"]] == [
+        (r["class_name"], int(r["correct"]), int(r["total"])) for r in rows
+    ]
 
     summary = {}
     for s in by_type["summary"]:

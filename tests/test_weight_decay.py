@@ -1,4 +1,5 @@
 """Weight-decay policies: parameter groups, L2 vs decoupled, the schedule, and a real fit that reports them."""
+
 import json
 
 import pytest
@@ -8,10 +9,10 @@ from torch import nn
 
 from launch.cli import main
 from launch.config import load_config
-from lightning_modules.weight_decay import WeightDecayConfig
 from lightning_modules import weight_decay
 from lightning_modules.classifier import Classifier
 from lightning_modules.models import build_model
+from lightning_modules.weight_decay import WeightDecayConfig
 
 NORMS = (nn.BatchNorm2d,)
 
@@ -69,14 +70,17 @@ def one_step(mode: str, schedule: str, lr_factor: float):
     return before, dict(model.named_parameters())
 
 
-@pytest.mark.parametrize("mode,schedule,lr_factor,shrink", [
-    ("l2", "constant", 1.0, 0.5 * 0.1),          # p -= lr * wd * p
-    ("l2", "constant", 0.5, 0.25 * 0.1),         # the LR schedule scales the step, not the coefficient
-    ("l2", "follow_lr", 0.5, 0.25 * 0.1 * 0.5),  # the coefficient follows the LR multiplier too
-    ("decoupled", "constant", 1.0, 0.5 * 0.1),   # p *= 1 - lr0 * wd
-    ("decoupled", "constant", 0.5, 0.5 * 0.1),   # independent of the LR schedule
-    ("decoupled", "follow_lr", 0.5, 0.25 * 0.1),  # p *= 1 - lr_t * wd (torch AdamW's convention)
-])
+@pytest.mark.parametrize(
+    "mode,schedule,lr_factor,shrink",
+    [
+        ("l2", "constant", 1.0, 0.5 * 0.1),  # p -= lr * wd * p
+        ("l2", "constant", 0.5, 0.25 * 0.1),  # the LR schedule scales the step, not the coefficient
+        ("l2", "follow_lr", 0.5, 0.25 * 0.1 * 0.5),  # the coefficient follows the LR multiplier too
+        ("decoupled", "constant", 1.0, 0.5 * 0.1),  # p *= 1 - lr0 * wd
+        ("decoupled", "constant", 0.5, 0.5 * 0.1),  # independent of the LR schedule
+        ("decoupled", "follow_lr", 0.5, 0.25 * 0.1),  # p *= 1 - lr_t * wd (torch AdamW's convention)
+    ],
+)
 def test_decay_step(mode, schedule, lr_factor, shrink):
     before, after = one_step(mode, schedule, lr_factor)
     for name in ("0.weight", "3.weight"):
@@ -87,14 +91,31 @@ def test_decay_step(mode, schedule, lr_factor, shrink):
 
 def test_short_fit_with_class_conditional_policy_and_grouped_decay(cifar_shards, tmp_path, caplog):
     caplog.set_level("INFO")
-    rc = main([
-        "fit", "-c", "configs/cifar10_resnet18.yaml", f"data.root={cifar_shards}", f"out_dir={tmp_path}",
-        "name=cc", "model.arch=resnet20", "data.batch_size=32", "data.num_workers=0",
-        "trainer.max_epochs=1", "trainer.progress_bar=false", "trainer.limit_train_batches=3",
-        "aug.policy=[rrc,flip,color_jitter]", "aug.rrc.min_scale=0.35", "aug.color_jitter.strength=0.2",
-        "aug.class_overrides.cat.policy=[none]", "aug.class_overrides.dog.rrc.min_scale=0.8",
-        "wd.value=5e-4", "wd.exclude=norm_and_bias", "wd.mode=decoupled", "wd.schedule=follow_lr",
-    ])
+    rc = main(
+        [
+            "fit",
+            "-c",
+            "configs/cifar10_resnet18.yaml",
+            f"data.root={cifar_shards}",
+            f"out_dir={tmp_path}",
+            "name=cc",
+            "model.arch=resnet20",
+            "data.batch_size=32",
+            "data.num_workers=0",
+            "trainer.max_epochs=1",
+            "trainer.progress_bar=false",
+            "trainer.limit_train_batches=3",
+            "aug.policy=[rrc,flip,color_jitter]",
+            "aug.rrc.min_scale=0.35",
+            "aug.color_jitter.strength=0.2",
+            "aug.class_overrides.cat.policy=[none]",
+            "aug.class_overrides.dog.rrc.min_scale=0.8",
+            "wd.value=5e-4",
+            "wd.exclude=norm_and_bias",
+            "wd.mode=decoupled",
+            "wd.schedule=follow_lr",
+        ]
+    )
     assert rc == 0
     run = tmp_path / "cc"
     resolved = yaml.safe_load((run / "config.yaml").read_text())

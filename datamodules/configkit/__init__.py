@@ -3,6 +3,7 @@
 This package imports nothing of the project (an import-linter contract in setup.cfg checks it), so that
 ``datamodules``, ``lightning_modules`` and ``launch`` can all declare their config sections with it.
 """
+
 from datamodules.configkit.errors import ClassregError, ConfigError, did_you_mean
 from datamodules.configkit.fields import bounded, choice, field_facts, setting
 from datamodules.configkit.files import atomic_write_text, dump_yaml, save_yaml
@@ -10,7 +11,19 @@ from datamodules.configkit.loading import load_config, merge, parse_overrides, t
 from datamodules.configkit.validation import validate
 
 __all__ = [
-    "ClassregError", "ConfigError", "did_you_mean", "bounded", "choice", "field_facts", "setting",
-    "atomic_write_text", "dump_yaml", "save_yaml", "load_config", "merge",
-    "parse_overrides", "typed", "validate",
+    "ClassregError",
+    "ConfigError",
+    "did_you_mean",
+    "bounded",
+    "choice",
+    "field_facts",
+    "setting",
+    "atomic_write_text",
+    "dump_yaml",
+    "save_yaml",
+    "load_config",
+    "merge",
+    "parse_overrides",
+    "typed",
+    "validate",
 ]

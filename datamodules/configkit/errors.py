@@ -1,4 +1,5 @@
 """The one base class of the errors a user can fix, and the did-you-mean hint they share."""
+
 from __future__ import annotations
 
 import difflib

@@ -2,6 +2,7 @@
 it is the weaker regularization. Validation (``validation.py``), the generated config reference
 (``docs/config.md``) and the report's ordering of settings all read these facts from the field metadata.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -37,8 +38,16 @@ def choice(default, choices, help: str = "", weaker: Optional[str] = None):
     return _field(default, MISSING, _meta(help, weaker, choices=list(choices)))
 
 
-def bounded(default, low=None, high=None, low_inclusive=True, high_inclusive=True, help: str = "",
-            weaker: Optional[str] = None, length: Optional[int] = None):
+def bounded(
+    default,
+    low=None,
+    high=None,
+    low_inclusive=True,
+    high_inclusive=True,
+    help: str = "",
+    weaker: Optional[str] = None,
+    length: Optional[int] = None,
+):
     """A number (or, with ``length``, a list of that many numbers) within [low, high]; None bounds are open.
 
     ``weaker``: "low" when a smaller value regularizes less (weight decay), "high" when a larger one does

@@ -1,4 +1,5 @@
 """Files that must never be seen half-written: atomic replace, and the one YAML writer."""
+
 from __future__ import annotations
 
 import dataclasses

@@ -4,6 +4,7 @@ Unknown keys and values of the wrong type are refused with the key, where it cam
 allowed there; a schema may declare ``MOVED_KEYS`` ({old dotted key: new one}) for configs written
 before a key moved.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -69,8 +70,12 @@ def _to_object(cfg):
         raise ConfigError(f"config is incomplete or invalid: {e}") from None
 
 
-def load_config(path: Optional[str | os.PathLike], overrides: tuple[str, ...] | list[str], schema: type,
-                where: str = "presets live in configs/"):
+def load_config(
+    path: Optional[str | os.PathLike],
+    overrides: tuple[str, ...] | list[str],
+    schema: type,
+    where: str = "presets live in configs/",
+):
     """Defaults <- YAML file <- dotted overrides; returns a validated instance of ``schema``."""
     cfg = OmegaConf.structured(schema)
     if path is not None:

@@ -1,4 +1,5 @@
 """Check every field of a config dataclass against its declared facts (choices, range, length), recursively."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -25,8 +26,10 @@ def _check_number(key: str, value: Any, facts: dict) -> None:
 def _check_field(key: str, value: Any, facts: dict) -> None:
     if "choices" in facts and value not in facts["choices"]:
         allowed = facts["choices"]
-        raise ConfigError(f"bad value for config key '{key}': {value!r}. Allowed: {', '.join(map(str, allowed))}."
-                          + did_you_mean(value, allowed))
+        raise ConfigError(
+            f"bad value for config key '{key}': {value!r}. Allowed: {', '.join(map(str, allowed))}."
+            + did_you_mean(value, allowed)
+        )
     if "range" not in facts:
         return
     if "length" in facts:

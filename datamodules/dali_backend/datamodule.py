@@ -5,6 +5,7 @@ ranks, for training and validation), the reader pads each rank's part to whole b
 drops that padding (``reader_name`` + ``LastBatchPolicy.PARTIAL``), and every rank yields the same number
 of batches (a rank with one more sample puts it into its last batch), so DDP collectives stay in step.
 """
+
 from __future__ import annotations
 
 from pytorch_lightning.utilities import rank_zero_info
@@ -26,24 +27,39 @@ class DaliDataModule(ShardsDataModule):
         self.train_graph = self.transforms.dali_train(self.class_names)
         self.eval_graph = self.transforms.dali_eval()
 
-    def loader(self, split: str, train: bool, rank: int = 0, world_size: int = 1, local_rank: int = 0,
-               with_keys: bool = False) -> DaliLoader:
+    def loader(
+        self, split: str, train: bool, rank: int = 0, world_size: int = 1, local_rank: int = 0, with_keys: bool = False
+    ) -> DaliLoader:
         info = self.split_info(split)
         paths, index_paths = shard_files(self.root, info, split)
         if info["samples"] < world_size:
             raise ShardError(f"the {split} split has {info['samples']} samples, fewer than the {world_size} processes")
         threads = max(1, self.cfg.num_workers)
-        rank_zero_info(f"DALI {split} pipeline: decoding on {self.device}"
-                       f"{' (GPU nvJPEG)' if self.device == 'mixed' else ' (no CUDA device)' if self.device == 'cpu' else ''}"
-                       f", {threads} threads per process, {world_size} process(es)")
+        rank_zero_info(
+            f"DALI {split} pipeline: decoding on {self.device}"
+            f"{' (GPU nvJPEG)' if self.device == 'mixed' else ' (no CUDA device)' if self.device == 'cpu' else ''}"
+            f", {threads} threads per process, {world_size} process(es)"
+        )
         pipe = build_pipeline(
-            paths, index_paths, train=train, batch_size=self.cfg.batch_size, num_threads=threads,
-            device=self.device, device_id=local_rank if self.device == "mixed" else None, shard_id=rank,
-            num_shards=world_size, seed=(self.seed * 1_000_003 + rank * 7919 + (0 if train else 1)) % 2**31,
+            paths,
+            index_paths,
+            train=train,
+            batch_size=self.cfg.batch_size,
+            num_threads=threads,
+            device=self.device,
+            device_id=local_rank if self.device == "mixed" else None,
+            shard_id=rank,
+            num_shards=world_size,
+            seed=(self.seed * 1_000_003 + rank * 7919 + (0 if train else 1)) % 2**31,
             graph=self.train_graph if train else self.eval_graph,
-            shuffle_buffer=self.cfg.shuffle_buffer if train else 0)
-        return DaliLoader(pipe, batches_per_epoch(info["samples"], world_size, self.cfg.batch_size), restart=not train,
-                          with_keys=with_keys)
+            shuffle_buffer=self.cfg.shuffle_buffer if train else 0,
+        )
+        return DaliLoader(
+            pipe,
+            batches_per_epoch(info["samples"], world_size, self.cfg.batch_size),
+            restart=not train,
+            with_keys=with_keys,
+        )
 
     def _cached(self, split: str, train: bool) -> DaliLoader:
         if (split, train) not in self._loaders:

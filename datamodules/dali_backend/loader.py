@@ -1,4 +1,5 @@
 """An iterable of exact epochs over one DALI pipeline (see datamodules/dali_backend/datamodule.py)."""
+
 from __future__ import annotations
 
 import math
@@ -23,9 +24,11 @@ def _explain(error: RuntimeError) -> Exception:
     if not found:
         return error
     shard, offset, member = found.groups()
-    return ShardError(f"cannot decode image '{member}' (byte {offset}) in shard '{shard}'. Re-create the shards with "
-                      "`classreg shard --verify` (it decodes every image, skips and lists corrupt ones), or train "
-                      "with data.backend=torchvision")
+    return ShardError(
+        f"cannot decode image '{member}' (byte {offset}) in shard '{shard}'. Re-create the shards with "
+        "`classreg shard --verify` (it decodes every image, skips and lists corrupt ones), or train "
+        "with data.backend=torchvision"
+    )
 
 
 def _keyed_iterator_class():
@@ -60,9 +63,14 @@ class DaliLoader:
         from nvidia.dali.plugin.pytorch import DALIGenericIterator
 
         iterator_class = _keyed_iterator_class() if with_keys else DALIGenericIterator
-        self.iterator = iterator_class([pipe], ["images", "labels"], reader_name=READER,
-                                       last_batch_policy=LastBatchPolicy.PARTIAL, auto_reset=True,
-                                       prepare_first_batch=False)
+        self.iterator = iterator_class(
+            [pipe],
+            ["images", "labels"],
+            reader_name=READER,
+            last_batch_policy=LastBatchPolicy.PARTIAL,
+            auto_reset=True,
+            prepare_first_batch=False,
+        )
         self.steps, self.restart, self.with_keys = steps, restart, with_keys
         self._stream = self._epochs()
         self._mid_epoch = False
@@ -113,5 +121,3 @@ class DaliLoader:
                 return
             yield batch
         self._mid_epoch = False
-
-

@@ -1,4 +1,5 @@
 """DALI pipelines over `classreg shard` output: readers.webdataset with the shards' index files, rank-sharded."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -26,26 +27,44 @@ def shard_files(root: Path, split_info: dict, split: str) -> tuple[list[str], li
     for shard in split_info["shards"]:
         tar = root / shard["file"]
         if "index" not in shard:
-            raise ShardError(f"the {split} shards in '{root}' have no DALI index files (written by an older "
-                             "`classreg shard`); re-create them with `classreg shard SRC OUT --overwrite`, or use "
-                             "data.backend=torchvision")
+            raise ShardError(
+                f"the {split} shards in '{root}' have no DALI index files (written by an older "
+                "`classreg shard`); re-create them with `classreg shard SRC OUT --overwrite`, or use "
+                "data.backend=torchvision"
+            )
         if not tar.is_file():
             raise ShardError(f"shard '{tar}' listed in {root / 'manifest.json'} is missing")
         size = tar.stat().st_size
         if size != shard["bytes"]:
-            raise ShardError(f"shard '{tar}' is {size} bytes but manifest.json records {shard['bytes']}: it is "
-                             "truncated or was changed. Re-create the shards with `classreg shard`")
+            raise ShardError(
+                f"shard '{tar}' is {size} bytes but manifest.json records {shard['bytes']}: it is "
+                "truncated or was changed. Re-create the shards with `classreg shard`"
+            )
         if not (root / shard["index"]).is_file():
-            raise ShardError(f"index file '{root / shard['index']}' of shard '{tar}' is missing; re-create it with "
-                             f"`wds2idx {tar} {root / shard['index']}`")
+            raise ShardError(
+                f"index file '{root / shard['index']}' of shard '{tar}' is missing; re-create it with "
+                f"`wds2idx {tar} {root / shard['index']}`"
+            )
         paths.append(str(tar))
         index_paths.append(str(root / shard["index"]))
     return paths, index_paths
 
 
-def build_pipeline(paths: list[str], index_paths: list[str], *, train: bool, batch_size: int, num_threads: int,
-                   device: str, device_id: Optional[int], shard_id: int, num_shards: int, seed: int,
-                   graph: Callable, shuffle_buffer: int = 0):
+def build_pipeline(
+    paths: list[str],
+    index_paths: list[str],
+    *,
+    train: bool,
+    batch_size: int,
+    num_threads: int,
+    device: str,
+    device_id: Optional[int],
+    shard_id: int,
+    num_shards: int,
+    seed: int,
+    graph: Callable,
+    shuffle_buffer: int = 0,
+):
     """The training (augmented, shuffled) or evaluation pipeline of one rank.
 
     ``graph`` builds the decoding and augmentation operators: ``graph(encoded, labels, device)`` for training,
@@ -58,14 +77,24 @@ def build_pipeline(paths: list[str], index_paths: list[str], *, train: bool, bat
     """
     from nvidia.dali import fn, pipeline_def, types
 
-    @pipeline_def(batch_size=batch_size, num_threads=num_threads, device_id=device_id, seed=seed,
-                  prefetch_queue_depth=2)
+    @pipeline_def(
+        batch_size=batch_size, num_threads=num_threads, device_id=device_id, seed=seed, prefetch_queue_depth=2
+    )
     def pipeline():
         encoded, labels = fn.readers.webdataset(
-            paths=paths, index_paths=index_paths, ext=[IMAGE_EXTS, LABEL_EXT], dtypes=[types.UINT8, types.INT32],
-            missing_component_behavior="error", shard_id=shard_id, num_shards=num_shards,
-            random_shuffle=train and shuffle_buffer > 1, initial_fill=max(shuffle_buffer, 1),
-            pad_last_batch=True, stick_to_shard=not train, name=READER)
+            paths=paths,
+            index_paths=index_paths,
+            ext=[IMAGE_EXTS, LABEL_EXT],
+            dtypes=[types.UINT8, types.INT32],
+            missing_component_behavior="error",
+            shard_id=shard_id,
+            num_shards=num_shards,
+            random_shuffle=train and shuffle_buffer > 1,
+            initial_fill=max(shuffle_buffer, 1),
+            pad_last_batch=True,
+            stick_to_shard=not train,
+            name=READER,
+        )
         images = graph(encoded, labels, device) if train else graph(encoded, device)
         return images, labels
 

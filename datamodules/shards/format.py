@@ -9,6 +9,7 @@ Layout of a shard folder OUT:
                            every source image skipped as corrupt (with the reason)
 manifest.json is written last, atomically: its presence means the shards are complete.
 """
+
 from __future__ import annotations
 
 import json

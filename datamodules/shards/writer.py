@@ -6,6 +6,7 @@ place with its index, then recorded in OUT/.progress/. A run that is interrupted
 (finished shards are not rewritten) and produces the same bytes as an uninterrupted one. The sources
 (image trees, Fashion-MNIST) are in datamodules/sources/.
 """
+
 from __future__ import annotations
 
 import functools
@@ -15,7 +16,6 @@ import json
 import multiprocessing as mp
 import os
 import random
-import re
 import shutil
 import struct
 import sys
@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
-from PIL import Image
 from tqdm import tqdm
 
 from datamodules.configkit import atomic_write_text
@@ -56,7 +55,7 @@ def write_index(tar_path: Path, idx_path: Path) -> None:
             if not m.isreg():
                 continue
             base = m.name.rsplit("/", 1)[-1]
-            key, ext = m.name[: m.name.rfind("/") + 1 + base.find(".")], base[base.find(".") + 1:]
+            key, ext = m.name[: m.name.rfind("/") + 1 + base.find(".")], base[base.find(".") + 1 :]
             if key != last:
                 samples.append([])
                 last = key
@@ -89,8 +88,13 @@ def write_shard(job: ShardJob) -> dict:
     """Encode and write one shard (tar + idx) through the staging folder; return its manifest record."""
     staging = job.out / STAGING
     tar_tmp, idx_tmp = staging / f"{job.name}.tar", staging / f"{job.name}.idx"
-    record = {"file": f"{job.name}.tar", "index": f"{job.name}.idx", "samples": 0,
-              "per_class": [0] * job.num_classes, "skipped": []}
+    record = {
+        "file": f"{job.name}.tar",
+        "index": f"{job.name}.idx",
+        "samples": 0,
+        "per_class": [0] * job.num_classes,
+        "skipped": [],
+    }
     with tarfile.open(tar_tmp, "w", format=tarfile.GNU_FORMAT) as tar:
         for item in job.items:
             try:
@@ -122,18 +126,24 @@ def _finished(job: ShardJob) -> Optional[dict]:
     if not path.is_file():
         return None
     record = json.loads(path.read_text())
-    if record["samples"] and not ((job.out / record["file"]).is_file() and (job.out / record["index"]).is_file()
-                                  and (job.out / record["file"]).stat().st_size == record["bytes"]):
+    if record["samples"] and not (
+        (job.out / record["file"]).is_file()
+        and (job.out / record["index"]).is_file()
+        and (job.out / record["file"]).stat().st_size == record["bytes"]
+    ):
         return None
     return record
 
 
-def plan_shards(out: Path, split: str, items: list[Item], num_classes: int, encode: Callable, shard_size: int,
-                seed: int) -> list[ShardJob]:
+def plan_shards(
+    out: Path, split: str, items: list[Item], num_classes: int, encode: Callable, shard_size: int, seed: int
+) -> list[ShardJob]:
     order = list(items)
     random.Random(f"{seed}-{split}").shuffle(order)
-    return [ShardJob(out, split, n, tuple(order[start:start + shard_size]), num_classes, encode)
-            for n, start in enumerate(range(0, len(order), shard_size))]
+    return [
+        ShardJob(out, split, n, tuple(order[start : start + shard_size]), num_classes, encode)
+        for n, start in enumerate(range(0, len(order), shard_size))
+    ]
 
 
 def _plan_fingerprint(jobs_by_split: dict[str, list[ShardJob]], settings: dict) -> str:
@@ -157,8 +167,13 @@ def _run_jobs(jobs: list[ShardJob], workers: int) -> dict[str, dict]:
             records[job.name] = record
     if records:
         print(f"resuming: {len(records)} of {len(jobs)} shards already written", file=sys.stderr)
-    progress = tqdm(total=sum(len(j.items) for j in todo), desc="shard", unit="img",
-                    mininterval=1 if sys.stderr.isatty() else 30, disable=not todo)
+    progress = tqdm(
+        total=sum(len(j.items) for j in todo),
+        desc="shard",
+        unit="img",
+        mininterval=1 if sys.stderr.isatty() else 30,
+        disable=not todo,
+    )
     pool = mp.get_context("spawn").Pool(workers) if workers > 1 and len(todo) > 1 else None
     try:
         results = pool.imap_unordered(write_shard, todo) if pool else map(write_shard, todo)
@@ -208,10 +223,18 @@ def write_dataset(
         raise ShardError(f"--shard-size must be >= 1, got {shard_size}")
     workers = workers or default_workers()
     encode = functools.partial(encode, verify=verify)
-    jobs = {split: plan_shards(out, split, items, len(classes), encode, shard_size, seed)
-            for split, items in items_by_split.items()}
-    settings = {"format": FORMAT, "source": source, "seed": seed, "shard_size": shard_size, "verify": verify,
-                "classes": classes}
+    jobs = {
+        split: plan_shards(out, split, items, len(classes), encode, shard_size, seed)
+        for split, items in items_by_split.items()
+    }
+    settings = {
+        "format": FORMAT,
+        "source": source,
+        "seed": seed,
+        "shard_size": shard_size,
+        "verify": verify,
+        "classes": classes,
+    }
     fingerprint = _plan_fingerprint(jobs, settings)
     plan_file = out / PROGRESS / "plan.json"
     if overwrite:
@@ -221,16 +244,25 @@ def write_dataset(
         shutil.rmtree(out / PROGRESS, ignore_errors=True)
     elif plan_file.is_file() and json.loads(plan_file.read_text())["fingerprint"] != fingerprint:
         raise ShardError(
-            f"'{out}' holds an unfinished run with other sources or settings ({json.loads(plan_file.read_text())['settings']}); "
-            "resume it with the same SRC and options, or pass --overwrite to start over")
+            f"'{out}' holds an unfinished run with other sources or settings "
+            f"({json.loads(plan_file.read_text())['settings']}); "
+            "resume it with the same SRC and options, or pass --overwrite to start over"
+        )
     shutil.rmtree(out / STAGING, ignore_errors=True)  # half-written shards of an interrupted run
     (out / STAGING).mkdir(parents=True)
     atomic_write_text(plan_file, json.dumps({"fingerprint": fingerprint, "settings": settings}))
 
     records = _run_jobs([j for split_jobs in jobs.values() for j in split_jobs], workers)
-    manifest = {"format": FORMAT, "source": source, "seed": seed, "shard_size": shard_size, "verify": verify,
-                "label_component": f"{LABEL_EXT} (int32 little-endian); cls (text)",
-                "num_classes": len(classes), "splits": {}}
+    manifest = {
+        "format": FORMAT,
+        "source": source,
+        "seed": seed,
+        "shard_size": shard_size,
+        "verify": verify,
+        "label_component": f"{LABEL_EXT} (int32 little-endian); cls (text)",
+        "num_classes": len(classes),
+        "splits": {},
+    }
     if readable_names:
         manifest["readable_names"] = readable_names
     for split, split_jobs in jobs.items():

@@ -1,4 +1,5 @@
 """Fashion-MNIST (the demo data) from its IDX files, turned into the same shards as ImageNet."""
+
 from __future__ import annotations
 
 import gzip
@@ -90,5 +91,7 @@ def shard_fashion_mnist(out, folder=None, download_root=None, **kwargs) -> dict:
     items = {}
     for split in FILES:
         images, labels = load_split(folder, split)
-        items[split] = [Item(f"{split}_{i:05d}", int(labels[i]), images[i], f"{folder}:{split}[{i}]") for i in range(len(images))]
+        items[split] = [
+            Item(f"{split}_{i:05d}", int(labels[i]), images[i], f"{folder}:{split}[{i}]") for i in range(len(images))
+        ]
     return write_dataset(out, CLASSES, items, encode_png_array, source=f"fashion-mnist:{folder}", **kwargs)

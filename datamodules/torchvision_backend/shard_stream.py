@@ -1,4 +1,5 @@
 """An IterableDataset over WebDataset shards: seeded shuffling, exact rank/worker splitting, batching."""
+
 from __future__ import annotations
 
 import io
@@ -33,7 +34,9 @@ def decode_sample(sample: dict) -> tuple[Image.Image, int]:
 
 
 def _raise_with_shard(exn: Exception):
-    raise RuntimeError(f"cannot read shard: {exn}. The shard may be truncated; re-create it with `classreg shard`.") from exn
+    raise RuntimeError(
+        f"cannot read shard: {exn}. The shard may be truncated; re-create it with `classreg shard`."
+    ) from exn
 
 
 class ShardStream(IterableDataset):
@@ -46,9 +49,21 @@ class ShardStream(IterableDataset):
     on the shard order, runs are reproducible, and each epoch is ordered differently.
     """
 
-    def __init__(self, urls: list[str], num_samples: int, transform: Callable, batch_size: int, train: bool,
-                 shuffle_buffer: int = 0, rank: int = 0, world_size: int = 1, num_workers: int = 0,
-                 seed: int = 0, epoch: int = 0, keys: bool = False):
+    def __init__(
+        self,
+        urls: list[str],
+        num_samples: int,
+        transform: Callable,
+        batch_size: int,
+        train: bool,
+        shuffle_buffer: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        num_workers: int = 0,
+        seed: int = 0,
+        epoch: int = 0,
+        keys: bool = False,
+    ):
         self.keys = keys  # also yield each batch's sample keys (a list of str), third
         self.urls, self.num_samples, self.transform = list(urls), num_samples, transform
         self.batch_size, self.train, self.shuffle_buffer = batch_size, train, shuffle_buffer
@@ -79,7 +94,11 @@ class ShardStream(IterableDataset):
         return stream
 
     def _batch(self, images, labels, keys):
-        return (torch.stack(images), torch.tensor(labels), keys) if self.keys else (torch.stack(images), torch.tensor(labels))
+        return (
+            (torch.stack(images), torch.tensor(labels), keys)
+            if self.keys
+            else (torch.stack(images), torch.tensor(labels))
+        )
 
     def __iter__(self):
         images, labels, keys = [], [], []
@@ -94,4 +113,3 @@ class ShardStream(IterableDataset):
                 images, labels, keys = [], [], []
         if images:
             yield self._batch(images, labels, keys)
-

@@ -1,4 +1,5 @@
 """Class-dependence report over a sweep: ``build_report(paths, out_dir) -> Report``."""
+
 from launch.report.errors import ReportError
 
 __all__ = ["Report", "ReportError", "ReportOptions", "build_report"]

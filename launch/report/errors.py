@@ -1,4 +1,5 @@
 """The report's error (raised before any output is written where it can be)."""
+
 from datamodules.configkit import ClassregError
 
 

@@ -1,4 +1,5 @@
 """The report's figures, drawn with matplotlib's object API (no pyplot state, no display needed)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -24,7 +25,9 @@ def delta_sorted(names, delta, significant, title: str, path: Path) -> Path:
     fig = Figure(figsize=(max(6.0, min(14.0, 0.25 * len(d))), 4.0))
     ax = fig.add_subplot()
     ax.bar(np.arange(len(d)), d, color=colors, width=0.85)
-    ax.axhline(100 * float(np.mean(delta)), color="black", lw=1, ls="--", label=f"mean change {100 * np.mean(delta):+.1f}")
+    ax.axhline(
+        100 * float(np.mean(delta)), color="black", lw=1, ls="--", label=f"mean change {100 * np.mean(delta):+.1f}"
+    )
     ax.axhline(0, color="black", lw=0.5)
     if len(d) <= 40:
         ax.set_xticks(np.arange(len(d)), [names[i] for i in order], rotation=60, ha="right", fontsize=8)
@@ -45,8 +48,18 @@ def strength_curves(x, xticklabels, xlabel: str, mean_curve, curves: dict, hurt:
     ax = fig.add_subplot()
     for name, (mean, sd) in curves.items():
         color = RED if name in hurt else GREEN
-        ax.errorbar(x, 100 * mean, yerr=100 * sd, color=color, alpha=0.8, marker="o", ms=3, lw=1.2,
-                    capsize=2, label=f"{name} ({'hurt' if name in hurt else 'helped'})")
+        ax.errorbar(
+            x,
+            100 * mean,
+            yerr=100 * sd,
+            color=color,
+            alpha=0.8,
+            marker="o",
+            ms=3,
+            lw=1.2,
+            capsize=2,
+            label=f"{name} ({'hurt' if name in hurt else 'helped'})",
+        )
     ax.plot(x, 100 * np.asarray(mean_curve), color="black", lw=2.5, marker="s", label="mean over classes")
     ax.set_xticks(x, xticklabels, fontsize=8, rotation=20 if len(x) > 5 else 0)
     ax.set_xlabel(xlabel)
@@ -88,7 +101,7 @@ def histograms(labels, acc, path: Path) -> Path:
         ax.axvline(np.nanmean(a), color="black", lw=1, ls="--")
         ax.set_title(label, fontsize=7)
         ax.tick_params(labelsize=7)
-    for ax in axes[len(labels):]:
+    for ax in axes[len(labels) :]:
         ax.set_visible(False)
     fig.supxlabel("class accuracy (%)", fontsize=8)
     fig.supylabel("classes", fontsize=8)

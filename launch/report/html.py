@@ -1,4 +1,5 @@
 """A self-contained HTML report: figures embedded as base64 PNG, tables sortable by clicking a header."""
+
 from __future__ import annotations
 
 import base64
@@ -10,7 +11,8 @@ import pandas as pd
 STYLE = """
 body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;color:#222;padding:0 1em}
 h1{font-size:1.5em} .headline{font-size:1.15em;background:#fdf2e9;border-left:4px solid #e67e22;padding:.6em 1em}
-table{border-collapse:collapse;font-size:.85em;margin:1em 0} th,td{border:1px solid #ddd;padding:3px 8px;text-align:right}
+table{border-collapse:collapse;font-size:.85em;margin:1em 0}
+th,td{border:1px solid #ddd;padding:3px 8px;text-align:right}
 th{background:#f4f6f7;cursor:pointer;user-select:none} th:hover{background:#e5e8e8}
 td.text,th.text{text-align:left} tr.sig-lower td{background:#fdecea} tr.sig-higher td{background:#eafaf1}
 figure{margin:1.5em 0} figure img{max-width:100%;border:1px solid #eee} figcaption{font-size:.9em;color:#555}
@@ -70,12 +72,21 @@ def table_html(df: pd.DataFrame, table_id: str, text_columns=(), row_class=None)
                 cells.append(f"<td>{html.escape(str(v))}</td>")
         cls = f' class="{row_class(i)}"' if row_class and row_class(i) else ""
         body.append(f"<tr{cls}>{''.join(cells)}</tr>")
-    return (f'<table id="{table_id}" class="sortable"><thead><tr>{head}</tr></thead>'
-            f"<tbody>{''.join(body)}</tbody></table>")
+    return (
+        f'<table id="{table_id}" class="sortable"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+    )
 
 
-def render(title: str, headline: str, meta: str, settings: pd.DataFrame, classes: pd.DataFrame,
-           class_row_class, figures: list[tuple[str, str, Path]], class_note: str = "") -> str:
+def render(
+    title: str,
+    headline: str,
+    meta: str,
+    settings: pd.DataFrame,
+    classes: pd.DataFrame,
+    class_row_class,
+    figures: list[tuple[str, str, Path]],
+    class_note: str = "",
+) -> str:
     figs = "".join(
         f'<figure id="fig-{key}"><img alt="{html.escape(caption)}" src="{_img(path)}">'
         f"<figcaption>{html.escape(caption)}</figcaption></figure>"

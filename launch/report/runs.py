@@ -3,6 +3,7 @@
 A run folder holds ``config.yaml`` and ``per_class.csv``. A *setting* is the tuple of config values at the
 dotted keys that differ between runs, leaving out the seed (seeds are the replicates) and bookkeeping keys.
 """
+
 from __future__ import annotations
 
 import fnmatch
@@ -16,13 +17,25 @@ from omegaconf import OmegaConf
 from launch.config import run_key_facts
 from launch.report.errors import ReportError  # noqa: F401  (raised here, importable from here)
 
-
 SEED_KEY = "seed"
 # Keys that name, place or display a run, or only change how fast it runs: never a regularization setting.
 BOOKKEEPING_KEYS = (
-    "name", "out_dir", "data.root", "data.num_workers", "data.backend", "trainer.progress_bar",
-    "trainer.accelerator", "trainer.devices", "trainer.num_nodes", "trainer.log_every_n_steps",
-    "trainer.check_val_every_n_epoch", "wandb.*", "slurm.*", "sweep.*", "executor.*", "launcher.*",
+    "name",
+    "out_dir",
+    "data.root",
+    "data.num_workers",
+    "data.backend",
+    "trainer.progress_bar",
+    "trainer.accelerator",
+    "trainer.devices",
+    "trainer.num_nodes",
+    "trainer.log_every_n_steps",
+    "trainer.check_val_every_n_epoch",
+    "wandb.*",
+    "slurm.*",
+    "sweep.*",
+    "executor.*",
+    "launcher.*",
 )
 WEAK_WORDS = {"none", "off", "false", "", "null", "identity"}
 

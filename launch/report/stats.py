@@ -8,6 +8,7 @@ spread to estimate, and Fisher's exact test on the pooled 2x2 counts is used. Es
 class instead (``paired-t``, ``welch-t``) leaves 4-8 degrees of freedom with 5 seeds: valid, but too weak
 to pass a Benjamini-Hochberg threshold over hundreds of classes.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -88,8 +89,13 @@ def _t_test(acc_a, acc_b, paired: bool) -> np.ndarray:
     return np.where(np.isnan(p) & same, 1.0, np.nan_to_num(p, nan=0.0))
 
 
-def compare(base: tuple[np.ndarray, np.ndarray], other: tuple[np.ndarray, np.ndarray], fdr: float,
-            test: str = "counts", seeds: tuple[list, list] | None = None) -> Comparison:
+def compare(
+    base: tuple[np.ndarray, np.ndarray],
+    other: tuple[np.ndarray, np.ndarray],
+    fdr: float,
+    test: str = "counts",
+    seeds: tuple[list, list] | None = None,
+) -> Comparison:
     """Per-class change from ``base`` to ``other``, each (correct, total) of shape (seeds, classes).
 
     ``paired-t`` pairs the runs by seed (``seeds`` gives the seed of each row) and needs >= 2 shared seeds.

@@ -1,4 +1,5 @@
 """`classreg sweep plan|submit|resume|status|cancel|run`: argument parsing and the command functions."""
+
 from __future__ import annotations
 
 import argparse
@@ -21,8 +22,12 @@ def _cmd_plan(a) -> int:
     if a.json:
         import json
 
-        print(json.dumps({**summary, "points_list": [{"index": p.index, "id": p.id, "params": p.params}
-                                                       for p in points]}, indent=1))
+        print(
+            json.dumps(
+                {**summary, "points_list": [{"index": p.index, "id": p.id, "params": p.params} for p in points]},
+                indent=1,
+            )
+        )
     else:
         print_plan(summary, points, a.limit)
     return 0
@@ -37,8 +42,10 @@ def _submit_and_report(sweep, dry_run: bool, hold: bool = False) -> int:
     elif dry_run:
         print(f"dry run: would submit {len(ids)} points; script in {sweep.dir / 'submissions'}")
     else:
-        print(f"submitted job array {job} with {len(ids)} points (`classreg sweep status {sweep.dir}`)"
-              + (f"; held: `scontrol release {job}` starts it" if hold else ""))
+        print(
+            f"submitted job array {job} with {len(ids)} points (`classreg sweep status {sweep.dir}`)"
+            + (f"; held: `scontrol release {job}` starts it" if hold else "")
+        )
     return 0
 
 
@@ -84,8 +91,8 @@ def _cmd_cancel(a) -> int:
 
 
 def _cmd_run(a) -> int:
-    from launch.sweep.local import LocalExecutor
     from launch.sweep.folder import Sweep
+    from launch.sweep.local import LocalExecutor
 
     if not a.local:
         print("classreg sweep run: only --local is supported (use `sweep submit`/`resume` for SLURM)", file=sys.stderr)

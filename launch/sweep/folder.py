@@ -1,11 +1,12 @@
 """A sweep folder: one sub-folder per point (submitted by launch/sweep/submit.py).
 
-    D/sweep.json              name, SLURM job name, the spec it came from
-    D/spec.yaml               a copy of the spec (provenance)
-    D/points/<id>/            config.yaml, status.json, then the run's own files (checkpoints, per_class.csv...)
-    D/submissions/NNN.sbatch  each rendered job-array script, NNN.points its task -> point folder list
-    D/logs/<job>_<task>.out   SLURM output of each array task (appended across requeues)
+D/sweep.json              name, SLURM job name, the spec it came from
+D/spec.yaml               a copy of the spec (provenance)
+D/points/<id>/            config.yaml, status.json, then the run's own files (checkpoints, per_class.csv...)
+D/submissions/NNN.sbatch  each rendered job-array script, NNN.points its task -> point folder list
+D/logs/<job>_<task>.out   SLURM output of each array task (appended across requeues)
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -47,8 +48,10 @@ class Sweep:
         d = Path(directory).resolve()
         meta = d / "sweep.json"
         if not meta.is_file():
-            raise SweepError(f"{d} is not a sweep folder (no sweep.json); create one with "
-                             f"`classreg sweep submit SPEC --dir {directory}`")
+            raise SweepError(
+                f"{d} is not a sweep folder (no sweep.json); create one with "
+                f"`classreg sweep submit SPEC --dir {directory}`"
+            )
         info = json.loads(meta.read_text())
         return cls(d, info["name"], info["job_name"])
 
@@ -91,8 +94,13 @@ def materialise(spec_path: str | os.PathLike, directory: str | os.PathLike) -> t
         job_name = f"classreg-{spec.name}-{hashlib.sha1(str(d).encode()).hexdigest()[:6]}"
     points = resolve_points(spec, spec_path, out_dir=d / "points")  # raises before anything is written
     d.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(meta, json.dumps({"name": spec.name, "job_name": job_name,
-                                        "spec": str(Path(spec_path).resolve()), "time": time.time()}, indent=1))
+    atomic_write_text(
+        meta,
+        json.dumps(
+            {"name": spec.name, "job_name": job_name, "spec": str(Path(spec_path).resolve()), "time": time.time()},
+            indent=1,
+        ),
+    )
     shutil.copyfile(spec_path, d / "spec.yaml")
     new = 0
     existing = {p.name for p, _ in Sweep(d, spec.name, job_name).statuses()}
@@ -108,7 +116,9 @@ def materialise(spec_path: str | os.PathLike, directory: str | os.PathLike) -> t
 
 
 def measured_epoch_minutes(sweep: Sweep) -> Optional[float]:
-    per_epoch = [s["result"]["seconds_per_epoch"] for _, s in sweep.statuses()
-                 if s["state"] == "done" and (s.get("result") or {}).get("seconds_per_epoch")]
+    per_epoch = [
+        s["result"]["seconds_per_epoch"]
+        for _, s in sweep.statuses()
+        if s["state"] == "done" and (s.get("result") or {}).get("seconds_per_epoch")
+    ]
     return sum(per_epoch) / len(per_epoch) / 60 if per_epoch else None
-

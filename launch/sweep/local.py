@@ -1,4 +1,5 @@
 """Run a sweep's points on this machine, N at a time, with the same folders and status files as SLURM."""
+
 from __future__ import annotations
 
 import os
@@ -49,7 +50,15 @@ class LocalExecutor:
             return "skipped"
         self.on_event(point.name, "running")
         env = self._env()
-        cmd = [sys.executable, "-m", "launch.cli", "fit", "-c", str(point / "config.yaml"), "trainer.progress_bar=false"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "launch.cli",
+            "fit",
+            "-c",
+            str(point / "config.yaml"),
+            "trainer.progress_bar=false",
+        ]
         with open(log, "ab") as fh:
             proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env, start_new_session=True)
             self._procs[point.name] = proc

@@ -1,4 +1,5 @@
 """`classreg sweep status` and `plan` output: rows per point, counts, the rich tables and the JSON form."""
+
 from __future__ import annotations
 
 import json
@@ -14,8 +15,14 @@ from launch.sweep.spec import Point, SweepSpec
 from launch.sweep.status import STATES, owner_text, tail
 
 ORDER = {"failed": 0, "running": 1, "queued": 2, "pending": 3, "cancelled": 4, "done": 5}
-STYLE = {"pending": "white", "queued": "yellow", "running": "cyan", "done": "green", "failed": "bold red",
-         "cancelled": "magenta"}
+STYLE = {
+    "pending": "white",
+    "queued": "yellow",
+    "running": "cyan",
+    "done": "green",
+    "failed": "bold red",
+    "cancelled": "magenta",
+}
 
 
 def short_params(params: dict) -> str:
@@ -41,13 +48,23 @@ def status_rows(sweep: Sweep, queued: Optional[dict[str, str]] = None, log_lines
     for point, s in sweep.statuses(as_paths=False):
         epochs, acc = _progress(point, s) if s["state"] != "pending" else (None, None)
         job = (s.get("owner") or {}).get("job_id") or s.get("job_id")
-        row = {"id": s["id"], "index": s["index"], "params": s["params"], "state": s["state"],
-               "epoch": epochs, "max_epochs": s.get("max_epochs"), "accuracy": acc, "job_id": job,
-               "slurm_state": (queued or {}).get(job) if job else None,
-               "in_queue": None if queued is None or not job or "_" not in job else job in queued,
-               "owner": owner_text(s.get("owner")) if s["state"] == "running" else "",
-               "restarts": s.get("restart_count") or 0, "log": s.get("log"), "reason": s.get("reason"),
-               "history": s["history"]}
+        row = {
+            "id": s["id"],
+            "index": s["index"],
+            "params": s["params"],
+            "state": s["state"],
+            "epoch": epochs,
+            "max_epochs": s.get("max_epochs"),
+            "accuracy": acc,
+            "job_id": job,
+            "slurm_state": (queued or {}).get(job) if job else None,
+            "in_queue": None if queued is None or not job or "_" not in job else job in queued,
+            "owner": owner_text(s.get("owner")) if s["state"] == "running" else "",
+            "restarts": s.get("restart_count") or 0,
+            "log": s.get("log"),
+            "reason": s.get("reason"),
+            "history": s["history"],
+        }
         if s["state"] == "failed" and log_lines:
             row["log_tail"] = tail(s.get("log"), log_lines) or s.get("log_tail") or []
         rows.append(row)
@@ -66,12 +83,20 @@ def _lost(row: dict) -> bool:
     return row["state"] in ("queued", "running") and row["in_queue"] is False
 
 
-def print_status(sweep: Sweep, rows: list[dict], limit: int, console: Optional[Console] = None,
-                 log_lines: int = 5, max_failures: int = 10) -> None:
+def print_status(
+    sweep: Sweep,
+    rows: list[dict],
+    limit: int,
+    console: Optional[Console] = None,
+    log_lines: int = 5,
+    max_failures: int = 10,
+) -> None:
     console = console or Console()
     c = counts(rows)
-    console.print(f"[bold]sweep {sweep.name}[/] ({sweep.dir}): {len(rows)} points: "
-                  + ", ".join(f"[{STYLE[k]}]{v} {k}[/]" for k, v in c.items() if v))
+    console.print(
+        f"[bold]sweep {sweep.name}[/] ({sweep.dir}): {len(rows)} points: "
+        + ", ".join(f"[{STYLE[k]}]{v} {k}[/]" for k, v in c.items() if v)
+    )
     shown = sorted(rows, key=lambda r: (ORDER[r["state"]], r["index"]))
     table = Table(show_lines=False)
     for col in ("#", "point", "params", "state", "epoch", "acc", "job", "restarts"):
@@ -80,18 +105,25 @@ def print_status(sweep: Sweep, rows: list[dict], limit: int, console: Optional[C
         slurm = f" ({r['slurm_state'].lower()})" if r["slurm_state"] else ""
         if _lost(r):
             slurm = " (gone)"
-        table.add_row(str(r["index"]), r["id"], short_params(r["params"]),
-                      f"[{STYLE[r['state']]}]{r['state']}[/]",
-                      f"{r['epoch'] or 0}/{r['max_epochs']}" if r["state"] != "pending" else "",
-                      f"{r['accuracy']:.3f}" if r["accuracy"] is not None else "",
-                      (r["job_id"] or r["owner"] or "") + slurm, str(r["restarts"] or ""))
+        table.add_row(
+            str(r["index"]),
+            r["id"],
+            short_params(r["params"]),
+            f"[{STYLE[r['state']]}]{r['state']}[/]",
+            f"{r['epoch'] or 0}/{r['max_epochs']}" if r["state"] != "pending" else "",
+            f"{r['accuracy']:.3f}" if r["accuracy"] is not None else "",
+            (r["job_id"] or r["owner"] or "") + slurm,
+            str(r["restarts"] or ""),
+        )
     console.print(table)
     if len(shown) > limit:
         console.print(f"... {len(shown) - limit} more points (--limit N to show more, --json for all)")
     lost = sum(map(_lost, rows))
     if lost:
-        console.print(f"[bold yellow]{lost} points are {'/'.join(sorted({r['state'] for r in rows if _lost(r)}))} "
-                      f"but their job is not in the queue[/]: `classreg sweep resume {sweep.dir}` re-submits them")
+        console.print(
+            f"[bold yellow]{lost} points are {'/'.join(sorted({r['state'] for r in rows if _lost(r)}))} "
+            f"but their job is not in the queue[/]: `classreg sweep resume {sweep.dir}` re-submits them"
+        )
     failed = [r for r in shown if r["state"] == "failed"]
     for r in failed[:max_failures]:
         console.print(f"[bold red]failed[/] {r['id']} ({short_params(r['params'])}): {r['reason']}; log {r['log']}")
@@ -112,10 +144,18 @@ def plan_summary(spec: SweepSpec, points: list[Point], epoch_minutes: Optional[f
     axes = {k: len(v) for k, v in spec.axes.product.items()}
     if spec.axes.zip:  # zipped axes vary together: one factor
         axes["(" + ", ".join(spec.axes.zip) + ")"] = len(next(iter(spec.axes.zip.values())))
-    out = {"name": spec.name, "points": len(points), "axes": axes,
-           "seeds": len(spec.seeds), "epochs_total": epochs, "nodes_per_point": r.nodes,
-           "gpus_per_point": r.nodes * r.gpus_per_node, "epoch_minutes": epoch_minutes, "estimate_source": source,
-           "scale": scale_summary(spec, points)}
+    out = {
+        "name": spec.name,
+        "points": len(points),
+        "axes": axes,
+        "seeds": len(spec.seeds),
+        "epochs_total": epochs,
+        "nodes_per_point": r.nodes,
+        "gpus_per_point": r.nodes * r.gpus_per_node,
+        "epoch_minutes": epoch_minutes,
+        "estimate_source": source,
+        "scale": scale_summary(spec, points),
+    }
     if epoch_minutes:
         node_hours = epochs * epoch_minutes / 60 * r.nodes
         out.update(node_hours=round(node_hours, 2), gpu_hours=round(node_hours * r.gpus_per_node, 2))
@@ -133,12 +173,19 @@ def print_plan(summary: dict, points: list[Point], limit: int, console: Optional
     if len(points) > limit:
         console.print(f"... {len(points) - limit} more points")
     axes = " x ".join(f"{k} ({n})" for k, n in summary["axes"].items()) or "no axes"
-    console.print(f"{summary['points']} points = {axes}" + (f" x {summary['seeds']} seeds" if summary["seeds"] else "")
-                  + f"; {summary['epochs_total']} epochs in all; {summary['gpus_per_point']} GPU(s) per point")
+    console.print(
+        f"{summary['points']} points = {axes}"
+        + (f" x {summary['seeds']} seeds" if summary["seeds"] else "")
+        + f"; {summary['epochs_total']} epochs in all; {summary['gpus_per_point']} GPU(s) per point"
+    )
     console.print(summary["scale"], soft_wrap=True)
     if summary["epoch_minutes"]:
-        console.print(f"estimate ({summary['estimate_source']}, {summary['epoch_minutes']:.2f} min/epoch): "
-                      f"{summary['gpu_hours']} GPU-hours, {summary['node_hours']} node-hours")
+        console.print(
+            f"estimate ({summary['estimate_source']}, {summary['epoch_minutes']:.2f} min/epoch): "
+            f"{summary['gpu_hours']} GPU-hours, {summary['node_hours']} node-hours"
+        )
     else:
-        console.print("no cost estimate: give estimate.epoch_minutes in the spec, --epoch-minutes, "
-                      "or --dir of a sweep with finished points")
+        console.print(
+            "no cost estimate: give estimate.epoch_minutes in the spec, --epoch-minutes, "
+            "or --dir of a sweep with finished points"
+        )

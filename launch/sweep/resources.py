@@ -5,16 +5,17 @@ The job runs ``#SBATCH --nodes=<nodes> --ntasks-per-node=<tasks_per_node>`` and 
 contradict the resources would fail, or silently change the global batch and the scaled lr, only once the job
 has waited in the queue; this module refuses them before anything is queued.
 """
-from __future__ import annotations
 
-from pathlib import Path
+from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 from omegaconf import OmegaConf
 
 from datamodules.configkit import ConfigError, bounded, setting
+
 
 @dataclass
 class Resources:
@@ -29,7 +30,9 @@ class Resources:
     qos: str = setting("", help="`--qos`, when set")
     throttle: int = bounded(16, 1, help="array tasks running at once (`--array=0-N%throttle`)")
     signal_seconds: int = bounded(90, 1, help="SIGUSR1 (checkpoint and requeue) this long before the time limit")
-    extra_sbatch: list[str] = setting(default_factory=list, help="more sbatch options, e.g. `[\"--constraint=volta32gb\"]`")
+    extra_sbatch: list[str] = setting(
+        default_factory=list, help='more sbatch options, e.g. `["--constraint=volta32gb"]`'
+    )
 
     def validate(self) -> None:
         for line in self.extra_sbatch:
@@ -68,21 +71,27 @@ def check_resources(spec, spec_path, base_path: Path, points: list) -> None:
             raise ConfigError(
                 f"{where}: {source} sets {key}={value} but resources.{field}={want}. Each point runs with "
                 f"{key} = resources.{field} (#SBATCH {sbatch}={want}), which sets the global batch and the scaled "
-                f"lr: set resources.{field}: {value}, or drop {key} from {source}.")
+                f"lr: set resources.{field}: {value}, or drop {key} from {source}."
+            )
     if r.gpus_per_node and r.tasks_per_node != r.gpus_per_node:
         raise ConfigError(
             f"{where}: resources.gpus_per_node={r.gpus_per_node} with resources.tasks_per_node={r.tasks_per_node}: "
             f"Lightning runs one process per GPU (trainer.devices = --ntasks-per-node); set "
-            f"resources.tasks_per_node: {r.gpus_per_node}.")
+            f"resources.tasks_per_node: {r.gpus_per_node}."
+        )
     for p in points:
         acc = p.config.trainer.accelerator
         if r.gpus_per_node and acc == "cpu":
-            raise ConfigError(f"{where}: point {p.index} has trainer.accelerator=cpu but resources.gpus_per_node="
-                              f"{r.gpus_per_node}: set trainer.accelerator=gpu (or auto), or gpus_per_node: 0.")
+            raise ConfigError(
+                f"{where}: point {p.index} has trainer.accelerator=cpu but resources.gpus_per_node="
+                f"{r.gpus_per_node}: set trainer.accelerator=gpu (or auto), or gpus_per_node: 0."
+            )
         if not r.gpus_per_node and acc == "gpu":
-            raise ConfigError(f"{where}: point {p.index} has trainer.accelerator=gpu but resources.gpus_per_node=0: "
-                              "the job would fail on its node after queueing; set resources.gpus_per_node (one "
-                              "per task) or trainer.accelerator=cpu.")
+            raise ConfigError(
+                f"{where}: point {p.index} has trainer.accelerator=gpu but resources.gpus_per_node=0: "
+                "the job would fail on its node after queueing; set resources.gpus_per_node (one "
+                "per task) or trainer.accelerator=cpu."
+            )
 
 
 def scale_summary(spec, points: list) -> str:
@@ -94,5 +103,7 @@ def scale_summary(spec, points: list) -> str:
     lrs = sorted({scaled_lr(p.config.optim, p.config.data.batch_size, world)[0] for p in points})
     batches = sorted({p.config.data.batch_size * world for p in points})
     backend = "" if world == 1 else ", NCCL" if r.gpus_per_node else ", gloo on CPU"
-    return (f"{r.nodes} node(s) x {r.tasks_per_node} task(s) = world size {world} per point{backend}; global batch "
-            f"{', '.join(map(str, batches))}; lr {', '.join(f'{v:g}' for v in lrs)}")
+    return (
+        f"{r.nodes} node(s) x {r.tasks_per_node} task(s) = world size {world} per point{backend}; global batch "
+        f"{', '.join(map(str, batches))}; lr {', '.join(f'{v:g}' for v in lrs)}"
+    )

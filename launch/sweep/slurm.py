@@ -1,4 +1,5 @@
 """Talking to SLURM: render the job-array script, submit it, list and cancel a sweep's jobs."""
+
 from __future__ import annotations
 
 import re
@@ -28,29 +29,44 @@ def render(values: dict, template: Path = TEMPLATE) -> str:
     return _PLACEHOLDER.sub(lambda m: str(values[m.group(1)]), text)
 
 
-def render_array_script(*, job_name: str, sweep_name: str, n_tasks: int, points_file: Path, log_dir: Path,
-                        resources: Resources) -> str:
+def render_array_script(
+    *, job_name: str, sweep_name: str, n_tasks: int, points_file: Path, log_dir: Path, resources: Resources
+) -> str:
     r = resources
     lines = [f"--gpus-per-node={r.gpus_per_node}"] if r.gpus_per_node else []
     lines += [f"--{k}={v}" for k in ("partition", "account", "qos") if (v := getattr(r, k))]
     lines += list(r.extra_sbatch)
-    return render({
-        "job_name": job_name, "sweep_name": sweep_name, "array": f"0-{n_tasks - 1}%{r.throttle}",
-        "log_dir": log_dir, "signal_seconds": r.signal_seconds, "nodes": r.nodes,
-        "tasks_per_node": r.tasks_per_node, "cpus_per_task": r.cpus_per_task, "mem": r.mem, "time": r.time,
-        "resource_lines": "\n".join(f"#SBATCH {ln}" for ln in lines),
-        "project_root": shlex.quote(str(PROJECT_ROOT)), "python": shlex.quote(sys.executable),
-        "points_file": shlex.quote(str(points_file)),
-    })
+    return render(
+        {
+            "job_name": job_name,
+            "sweep_name": sweep_name,
+            "array": f"0-{n_tasks - 1}%{r.throttle}",
+            "log_dir": log_dir,
+            "signal_seconds": r.signal_seconds,
+            "nodes": r.nodes,
+            "tasks_per_node": r.tasks_per_node,
+            "cpus_per_task": r.cpus_per_task,
+            "mem": r.mem,
+            "time": r.time,
+            "resource_lines": "\n".join(f"#SBATCH {ln}" for ln in lines),
+            "project_root": shlex.quote(str(PROJECT_ROOT)),
+            "python": shlex.quote(sys.executable),
+            "points_file": shlex.quote(str(points_file)),
+        }
+    )
 
 
 def _run(cmd: list[str]) -> str:
     if shutil.which(cmd[0]) is None:
-        raise SlurmError(f"`{cmd[0]}` is not on PATH: this machine has no SLURM client "
-                         "(use `classreg sweep run DIR --local` to run points here)")
+        raise SlurmError(
+            f"`{cmd[0]}` is not on PATH: this machine has no SLURM client "
+            "(use `classreg sweep run DIR --local` to run points here)"
+        )
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
-        raise SlurmError(f"`{shlex.join(cmd)}` failed ({proc.returncode}): {proc.stderr.strip() or proc.stdout.strip()}")
+        raise SlurmError(
+            f"`{shlex.join(cmd)}` failed ({proc.returncode}): {proc.stderr.strip() or proc.stdout.strip()}"
+        )
     return proc.stdout
 
 

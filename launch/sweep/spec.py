@@ -14,6 +14,7 @@ Every point's config is checked before anything is written or submitted: each di
 merged into the base config by the same code as `classreg fit` overrides (unknown key, wrong type), and
 each point's full config is validated (ranges, choices, cross-field checks) like `load_config` does.
 """
+
 from __future__ import annotations
 
 import copy
@@ -28,7 +29,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from datamodules.configkit import ConfigError, bounded, merge, setting, validate
+from datamodules.configkit import ConfigError, bounded, merge, validate
 from launch.config import RunConfig, load_config
 from launch.sweep.resources import Resources, check_resources
 
@@ -48,9 +49,11 @@ class Axes:
                 if not values:
                     raise ConfigError(f"sweep axis '{key}' (axes.{group}) has no values; give at least one")
                 if key in RESERVED_KEYS:
-                    raise ConfigError(f"sweep axis '{key}' is set by the sweep itself; use resources.* instead"
-                                      if key.startswith("trainer.") else
-                                      f"sweep axis '{key}' is set by the sweep itself (each point's run folder)")
+                    raise ConfigError(
+                        f"sweep axis '{key}' is set by the sweep itself; use resources.* instead"
+                        if key.startswith("trainer.")
+                        else f"sweep axis '{key}' is set by the sweep itself (each point's run folder)"
+                    )
         both = set(self.product) & set(self.zip)
         if both:
             raise ConfigError(f"sweep axis {sorted(both)[0]!r} is in both axes.product and axes.zip; keep one")
@@ -76,10 +79,14 @@ class SweepSpec:
 
     def validate(self) -> None:
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", self.name):
-            raise ConfigError(f"sweep spec needs a 'name' of letters, digits, '_', '.', '-' (got {self.name!r}); "
-                              "it names the SLURM jobs and the W&B group")
+            raise ConfigError(
+                f"sweep spec needs a 'name' of letters, digits, '_', '.', '-' (got {self.name!r}); "
+                "it names the SLURM jobs and the W&B group"
+            )
         if not self.base:
-            raise ConfigError("sweep spec needs 'base': the config every point starts from (e.g. configs/cifar10_resnet18.yaml)")
+            raise ConfigError(
+                "sweep spec needs 'base': the config every point starts from (e.g. configs/cifar10_resnet18.yaml)"
+            )
         if self.seeds and ("seed" in self.axes.product or "seed" in self.axes.zip):
             raise ConfigError("sweep spec sets both 'seeds' and an axis 'seed'; keep one")
 
@@ -115,13 +122,19 @@ def load_spec(path: str | Path) -> SweepSpec:
 
 def resolve_base(spec: SweepSpec, spec_path: str | Path) -> Path:
     base = Path(spec.base)
-    tried = [base] if base.is_absolute() else [Path.cwd() / base, Path(spec_path).resolve().parent / base,
-                                                 PROJECT_ROOT / base]
+    tried = (
+        [base]
+        if base.is_absolute()
+        else [Path.cwd() / base, Path(spec_path).resolve().parent / base, PROJECT_ROOT / base]
+    )
     for p in tried:
         if p.is_file():
             return p.resolve()
-    raise ConfigError(f"sweep spec {spec_path}: base config '{spec.base}' does not exist (looked in "
-                      + ", ".join(str(p.parent) for p in tried) + "); presets live in configs/")
+    raise ConfigError(
+        f"sweep spec {spec_path}: base config '{spec.base}' does not exist (looked in "
+        + ", ".join(str(p.parent) for p in tried)
+        + "); presets live in configs/"
+    )
 
 
 def _nested(key: str, value: Any) -> dict:
@@ -169,10 +182,17 @@ def resolve_points(spec: SweepSpec, spec_path: str | Path, out_dir: str | Path =
     for group in ("product", "zip"):
         for key, values in getattr(spec.axes, group).items():
             for v in values:
-                merged = merge(base_omega, OmegaConf.create(_nested(key, v)),
-                                f"sweep spec {spec_path}, axes.{group}.{key}", RunConfig)
-                typed[key, repr(v)] = OmegaConf.to_container(OmegaConf.select(merged, key)) \
-                    if OmegaConf.is_config(OmegaConf.select(merged, key)) else OmegaConf.select(merged, key)
+                merged = merge(
+                    base_omega,
+                    OmegaConf.create(_nested(key, v)),
+                    f"sweep spec {spec_path}, axes.{group}.{key}",
+                    RunConfig,
+                )
+                typed[key, repr(v)] = (
+                    OmegaConf.to_container(OmegaConf.select(merged, key))
+                    if OmegaConf.is_config(OmegaConf.select(merged, key))
+                    else OmegaConf.select(merged, key)
+                )
     for s in spec.seeds:
         typed["seed", repr(s)] = s
     points, seen = [], {}
@@ -186,8 +206,10 @@ def resolve_points(spec: SweepSpec, spec_path: str | Path, out_dir: str | Path =
             raise ConfigError(f"sweep spec {spec_path}: point {i} ({_fmt(params)}): {e}") from None
         pid = config_id(cfg)
         if pid in seen:
-            raise ConfigError(f"sweep spec {spec_path}: points {seen[pid]} and {i} ({_fmt(params)}) have the same "
-                              "config; remove the duplicate axis value")
+            raise ConfigError(
+                f"sweep spec {spec_path}: points {seen[pid]} and {i} ({_fmt(params)}) have the same "
+                "config; remove the duplicate axis value"
+            )
         seen[pid] = i
         # The W&B group is the sweep; the run id follows from (group, name), so a resumed point continues its run.
         cfg.out_dir, cfg.name, cfg.logger.group = str(out_dir), pid, cfg.logger.group or spec.name

@@ -6,6 +6,7 @@ life of a point, including requeues, can be read back. A point runs at most once
 refuses a point that is done or held by another live owner (a SLURM job still in the queue, or a live
 local process).
 """
+
 from __future__ import annotations
 
 import json
@@ -39,9 +40,18 @@ def write_status(point_dir: str | os.PathLike, status: dict, durable: bool = Tru
 
 
 def new_status(point_id: str, index: int, params: dict, max_epochs: int) -> dict:
-    return {"id": point_id, "index": index, "params": params, "max_epochs": max_epochs, "state": "pending",
-            "owner": None, "log": None, "reason": None, "result": None,
-            "history": [{"state": "pending", "time": time.time()}]}
+    return {
+        "id": point_id,
+        "index": index,
+        "params": params,
+        "max_epochs": max_epochs,
+        "state": "pending",
+        "owner": None,
+        "log": None,
+        "reason": None,
+        "result": None,
+        "history": [{"state": "pending", "time": time.time()}],
+    }
 
 
 def _apply(status: dict, state: str, **fields) -> dict:
@@ -53,8 +63,13 @@ def _apply(status: dict, state: str, **fields) -> dict:
     return status
 
 
-def transition(point_dir: str | os.PathLike, state: str, unless: Optional[Callable[[dict], bool]] = None,
-               durable: bool = True, **fields) -> Optional[dict]:
+def transition(
+    point_dir: str | os.PathLike,
+    state: str,
+    unless: Optional[Callable[[dict], bool]] = None,
+    durable: bool = True,
+    **fields,
+) -> Optional[dict]:
     """Move a point to ``state`` (under its lock); skipped, returning None, when ``unless(status)`` is true."""
     with point_lock(point_dir):
         status = read_status(point_dir)
@@ -99,8 +114,9 @@ class Claim:
     status: dict
 
 
-def claim(point_dir: str | os.PathLike, owner: dict, slurm_jobs: Optional[Callable[[], set[str]]] = None,
-          **fields) -> Claim:
+def claim(
+    point_dir: str | os.PathLike, owner: dict, slurm_jobs: Optional[Callable[[], set[str]]] = None, **fields
+) -> Claim:
     """Mark the point running for ``owner`` unless it is done or another live owner runs it."""
     with point_lock(point_dir):
         status = read_status(point_dir)

@@ -1,4 +1,5 @@
 """Submit a sweep's unfinished points as one SLURM job array (also `resume`), and cancel its jobs."""
+
 from __future__ import annotations
 
 from typing import Optional
@@ -22,8 +23,9 @@ def needs_run(status: dict, queued: dict[str, str]) -> bool:
     return True
 
 
-def submit(sweep: Sweep, spec: Optional[SweepSpec] = None, dry_run: bool = False,
-           hold: bool = False) -> tuple[Optional[str], list[str]]:
+def submit(
+    sweep: Sweep, spec: Optional[SweepSpec] = None, dry_run: bool = False, hold: bool = False
+) -> tuple[Optional[str], list[str]]:
     """Submit one job array for every point that needs a run. Returns (array job id, point ids).
 
     Holds the sweep lock, so two submits/resumes at once never submit a point twice."""
@@ -39,25 +41,47 @@ def submit(sweep: Sweep, spec: Optional[SweepSpec] = None, dry_run: bool = False
         n = len(list(subs.glob("*.sbatch"))) + 1
         points_file, script = subs / f"{n:03d}.points", subs / f"{n:03d}.sbatch"
         atomic_write_text(points_file, "".join(f"{p}\n" for p, _ in todo))
-        atomic_write_text(script, slurm.render_array_script(
-            job_name=sweep.job_name, sweep_name=sweep.name, n_tasks=len(todo), points_file=points_file,
-            log_dir=sweep.dir / "logs", resources=spec.resources))
+        atomic_write_text(
+            script,
+            slurm.render_array_script(
+                job_name=sweep.job_name,
+                sweep_name=sweep.name,
+                n_tasks=len(todo),
+                points_file=points_file,
+                log_dir=sweep.dir / "logs",
+                resources=spec.resources,
+            ),
+        )
         if dry_run:
             return None, [s["id"] for _, s in todo]
         for p, s in todo:
             if s["state"] in ACTIVE:  # its job (or process) ended without reporting: scancel, node failure, ...
                 owner = s.get("owner") or {}
-                what = f"process {owner['pid']} on {owner['host']} ended" if owner.get("kind") == "local" else \
-                    f"job {owner.get('job_id') or s.get('job_id')} left the queue"
-                transition(p, "failed", unless=lambda st: st["state"] not in ACTIVE,
-                           reason=f"{what} while the point was {s['state']} (scancel, node failure or time limit)")
+                what = (
+                    f"process {owner['pid']} on {owner['host']} ended"
+                    if owner.get("kind") == "local"
+                    else f"job {owner.get('job_id') or s.get('job_id')} left the queue"
+                )
+                transition(
+                    p,
+                    "failed",
+                    unless=lambda st: st["state"] not in ACTIVE,
+                    reason=f"{what} while the point was {s['state']} (scancel, node failure or time limit)",
+                )
         array_id = slurm.sbatch(script, hold=hold)
         for i, (p, _) in enumerate(todo):
             job = f"{array_id}_{i}"
             # a fast task may already have claimed its point: never step back from running/done
-            transition(p, "queued", unless=lambda s, job=job: s.get("job_id") == job and s["state"] != "queued",
-                       durable=False, job_id=job, owner=None, reason=None,
-                       log=str(sweep.dir / "logs" / f"{job}.out"))
+            transition(
+                p,
+                "queued",
+                unless=lambda s, job=job: s.get("job_id") == job and s["state"] != "queued",
+                durable=False,
+                job_id=job,
+                owner=None,
+                reason=None,
+                log=str(sweep.dir / "logs" / f"{job}.out"),
+            )
         with open(sweep.dir / "submissions" / "jobs.txt", "a") as fh:
             fh.write(f"{n:03d} {array_id} {len(todo)}\n")
         return array_id, [s["id"] for _, s in todo]
@@ -72,7 +96,8 @@ def cancel(sweep: Sweep) -> list[str]:
         for p, s in sweep.statuses():
             job = (s.get("owner") or {}).get("job_id") or s.get("job_id")
             if s["state"] in ACTIVE and job in queued:
-                if transition(p, "cancelled", unless=lambda st: st["state"] not in ACTIVE,
-                              reason=f"cancelled (job {job})"):
+                if transition(
+                    p, "cancelled", unless=lambda st: st["state"] not in ACTIVE, reason=f"cancelled (job {job})"
+                ):
                     cancelled.append(s["id"])
         return cancelled

@@ -1,8 +1,9 @@
 """The array-task side of a sweep point (called by the rendered sbatch script and the local executor).
 
-    python -m launch.sweep.task start POINT_DIR --log LOG    # exit 0: run it; 3: done or held by a live job
-    python -m launch.sweep.task finish POINT_DIR --rc RC --log LOG
+python -m launch.sweep.task start POINT_DIR --log LOG    # exit 0: run it; 3: done or held by a live job
+python -m launch.sweep.task finish POINT_DIR --rc RC --log LOG
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,9 +25,15 @@ def start_slurm(point: Path, log: Optional[str]) -> int:
     from launch.sweep.slurm import queued_jobs
 
     job = slurm_job_id()
-    c = claim(point, slurm_owner(job), slurm_jobs=lambda: set(queued_jobs(os.environ["SLURM_JOB_NAME"])),
-              job_id=job, host=socket.gethostname(), log=log,
-              restart_count=int(os.environ.get("SLURM_RESTART_COUNT", 0)))
+    c = claim(
+        point,
+        slurm_owner(job),
+        slurm_jobs=lambda: set(queued_jobs(os.environ["SLURM_JOB_NAME"])),
+        job_id=job,
+        host=socket.gethostname(),
+        log=log,
+        restart_count=int(os.environ.get("SLURM_RESTART_COUNT", 0)),
+    )
     if not c.granted:
         print(f"not running {point.name}: {c.reason}", flush=True)
         return SKIP
@@ -53,7 +60,9 @@ def result_of(point: Path) -> Optional[dict]:
     record = read_record(point)
     starts = [r for r in record if r.get("event") == "start"]
     if starts and record[-1].get("event") == "end" and record[-1]["epoch"] > starts[-1]["epoch"]:
-        out["seconds_per_epoch"] = (record[-1]["time"] - starts[-1]["time"]) / (record[-1]["epoch"] - starts[-1]["epoch"])
+        out["seconds_per_epoch"] = (record[-1]["time"] - starts[-1]["time"]) / (
+            record[-1]["epoch"] - starts[-1]["epoch"]
+        )
     return out
 
 
@@ -64,8 +73,7 @@ def finish(point: Path, rc: int, log: Optional[str]) -> str:
         return "done"
     reason = failure_reason(rc) if rc != 0 else "fit exited before reaching trainer.max_epochs"
     lines = tail(log, 3)
-    transition(point, "failed", reason=reason, log=log, result=result_of(point),
-               log_tail=lines or None)
+    transition(point, "failed", reason=reason, log=log, result=result_of(point), log_tail=lines or None)
     return "failed"
 
 

@@ -3,13 +3,22 @@
 Importing this package registers the built-in policies and gives the config section; the transforms
 (torchvision) are imported on first use.
 """
-from lightning_modules.augment.policy import Policy
-from lightning_modules.augment.registry import POLICIES, check_policy_names, register_policy
+
 from lightning_modules.augment import builtin  # noqa: F401  (registers rrc, pad_crop, flip, color_jitter, none)
 from lightning_modules.augment.config import AugConfig
+from lightning_modules.augment.policy import Policy
+from lightning_modules.augment.registry import POLICIES, check_policy_names, register_policy
 
-__all__ = ["POLICIES", "AugConfig", "ImageTransforms", "Policy", "register_policy", "check_policy_names",
-           "build_train_transform", "compile_torchvision"]
+__all__ = [
+    "POLICIES",
+    "AugConfig",
+    "ImageTransforms",
+    "Policy",
+    "register_policy",
+    "check_policy_names",
+    "build_train_transform",
+    "compile_torchvision",
+]
 
 
 def __getattr__(name):

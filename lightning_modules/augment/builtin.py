@@ -1,6 +1,7 @@
 """The built-in policies: rrc, pad_crop, flip, color_jitter, none (torchvision and DALI), with their parameters.
 
 torchvision and DALI are imported inside the methods that use them, so that reading a config stays light."""
+
 from __future__ import annotations
 
 import math
@@ -15,17 +16,28 @@ from lightning_modules.augment.registry import register_policy
 class RRCParams:
     """Random-resized-crop; min_scale 1.0 means no random crop (resize + centre crop)."""
 
-    min_scale: float = bounded(0.08, 0.0, 1.0, low_inclusive=False, weaker="high",
-                               help="smallest crop area, as a fraction of the image; `1.0`: no random crop")
-    max_scale: float = bounded(1.0, 0.0, 1.0, low_inclusive=False, weaker="high",
-                               help="largest crop area, as a fraction of the image")
-    ratio: list[float] = setting(default_factory=lambda: [3 / 4, 4 / 3], help="aspect-ratio range [low, high] of the crop")
+    min_scale: float = bounded(
+        0.08,
+        0.0,
+        1.0,
+        low_inclusive=False,
+        weaker="high",
+        help="smallest crop area, as a fraction of the image; `1.0`: no random crop",
+    )
+    max_scale: float = bounded(
+        1.0, 0.0, 1.0, low_inclusive=False, weaker="high", help="largest crop area, as a fraction of the image"
+    )
+    ratio: list[float] = setting(
+        default_factory=lambda: [3 / 4, 4 / 3], help="aspect-ratio range [low, high] of the crop"
+    )
 
     def validate(self) -> None:
         if self.min_scale > self.max_scale:
             raise ConfigError(f"aug.rrc.min_scale={self.min_scale} is above aug.rrc.max_scale={self.max_scale}")
         if len(self.ratio) != 2 or not 0 < self.ratio[0] <= self.ratio[1]:
-            raise ConfigError(f"aug.rrc.ratio={self.ratio} must be [low, high] with 0 < low <= high (e.g. [0.75, 1.333])")
+            raise ConfigError(
+                f"aug.rrc.ratio={self.ratio} must be [low, high] with 0 < low <= high (e.g. [0.75, 1.333])"
+            )
 
 
 @register_policy("rrc")
@@ -50,13 +62,26 @@ class RandomResizedCrop(Policy):
         p, size = self.params, float(self.image_size)
         if not p.varies and p.min_scale < 1.0:  # DALI's own random-resized-crop decoder (10 attempts, as torchvision)
             images = fn.decoders.image_random_crop(
-                encoded, device=device, output_type=types.RGB, random_area=[p.min_scale, p.max_scale],
-                random_aspect_ratio=list(p.ratio), num_attempts=10)
+                encoded,
+                device=device,
+                output_type=types.RGB,
+                random_area=[p.min_scale, p.max_scale],
+                random_aspect_ratio=list(p.ratio),
+                num_attempts=10,
+            )
         else:
             shape = fn.peek_image_shape(encoded)
             anchor, window = self._window(fn.cast(shape[0], dtype=types.FLOAT), fn.cast(shape[1], dtype=types.FLOAT))
-            images = fn.decoders.image_slice(encoded, anchor, window, device=device, output_type=types.RGB,
-                                             axis_names="WH", normalized_anchor=False, normalized_shape=False)
+            images = fn.decoders.image_slice(
+                encoded,
+                anchor,
+                window,
+                device=device,
+                output_type=types.RGB,
+                axis_names="WH",
+                normalized_anchor=False,
+                normalized_shape=False,
+            )
         return fn.resize(images, size=[size, size])
 
     def dali(self, images, labels):
@@ -95,8 +120,11 @@ class PadCropParams:
     """Resize to data.image_size, pad every side, random crop back (CIFAR-style)."""
 
     padding: int = bounded(4, 0, weaker="low", help="pixels of padding on every side before the random crop")
-    padding_mode: str = choice("constant", ["constant", "edge", "reflect", "symmetric"],
-                               help="how the padding is filled (torchvision's `RandomCrop(padding_mode=)`)")
+    padding_mode: str = choice(
+        "constant",
+        ["constant", "edge", "reflect", "symmetric"],
+        help="how the padding is filled (torchvision's `RandomCrop(padding_mode=)`)",
+    )
 
 
 @register_policy("pad_crop")
@@ -107,31 +135,43 @@ class PadCrop(Policy):
         from torchvision.transforms import v2
 
         p, size = self.params, self.image_size
-        return [v2.Resize(size, antialias=True), v2.CenterCrop(size),
-                v2.RandomCrop(size, padding=p.padding, padding_mode=p.padding_mode)]
+        return [
+            v2.Resize(size, antialias=True),
+            v2.CenterCrop(size),
+            v2.RandomCrop(size, padding=p.padding, padding_mode=p.padding_mode),
+        ]
 
     @classmethod
     def dali_neutral(cls):
         return PadCropParams(padding=0)
 
     def dali(self, images, labels):
-        import nvidia.dali.math as dmath
         import numpy as np
+        import nvidia.dali.math as dmath
         from nvidia.dali import fn, types
 
         from lightning_modules.augment.dali_ops import uniform
 
         p, size = self.params, float(self.image_size)
         if p.padding_mode != "constant":
-            raise ConfigError(f"aug.pad_crop.padding_mode={p.padding_mode!r}: the DALI backend pads with zeros only "
-                              "(padding_mode=constant); use data.backend=torchvision for other modes")
+            raise ConfigError(
+                f"aug.pad_crop.padding_mode={p.padding_mode!r}: the DALI backend pads with zeros only "
+                "(padding_mode=constant); use data.backend=torchvision for other modes"
+            )
         images = fn.crop(fn.resize(images, resize_shorter=size), crop=(size, size))
         if not isinstance(p.padding, (int, float)) or p.padding > 0:
             # a random size x size window of the image padded by `padding`: offsets in [-padding, padding]
             dx, dy = (dmath.floor(uniform() * (2 * p.padding + 1)) - p.padding for _ in range(2))
-            images = fn.slice(images, fn.stack(dx, dy), types.Constant(np.array([size, size], np.float32)),
-                              axis_names="WH", normalized_anchor=False, normalized_shape=False,
-                              out_of_bounds_policy="pad", fill_values=0)
+            images = fn.slice(
+                images,
+                fn.stack(dx, dy),
+                types.Constant(np.array([size, size], np.float32)),
+                axis_names="WH",
+                normalized_anchor=False,
+                normalized_shape=False,
+                out_of_bounds_policy="pad",
+                fill_values=0,
+            )
         return images
 
 
@@ -202,9 +242,13 @@ class ColorJitter(Policy):
         def factor():  # U(1 - strength, 1 + strength), not below 0, as torchvision's ColorJitter
             return dmath.max(1.0 + p.strength * (2.0 * uniform() - 1.0), 0.0)
 
-        return fn.color_twist(images, brightness=where(apply, factor(), 1.0), contrast=where(apply, factor(), 1.0),
-                              saturation=where(apply, factor(), 1.0),
-                              hue=where(apply, 360.0 * p.hue * (2.0 * uniform() - 1.0), 0.0))
+        return fn.color_twist(
+            images,
+            brightness=where(apply, factor(), 1.0),
+            contrast=where(apply, factor(), 1.0),
+            saturation=where(apply, factor(), 1.0),
+            hue=where(apply, 360.0 * p.hue * (2.0 * uniform() - 1.0), 0.0),
+        )
 
 
 @register_policy("none")

@@ -1,5 +1,6 @@
 """The ``aug`` section of a run's config: the policy list, each built-in policy's parameters, the parameters
 of user-defined policies, and class-conditional overrides."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -17,18 +18,22 @@ from lightning_modules.augment.registry import check_policy_names
 class AugConfig:
     """Training augmentation: ``policy`` names registered policies (lightning_modules/augment), applied in order."""
 
-    policy: list[str] = setting(default_factory=lambda: ["rrc", "flip"],
-                                help="registered policies applied in order (docs/policies.md)")
+    policy: list[str] = setting(
+        default_factory=lambda: ["rrc", "flip"], help="registered policies applied in order (docs/policies.md)"
+    )
     rrc: RRCParams = dataclasses.field(default_factory=RRCParams)
     pad_crop: PadCropParams = dataclasses.field(default_factory=PadCropParams)
     flip: FlipParams = dataclasses.field(default_factory=FlipParams)
     color_jitter: ColorJitterParams = dataclasses.field(default_factory=ColorJitterParams)
-    custom: dict[str, Any] = setting(default_factory=dict,
-                                     help="parameters of policies registered outside lightning_modules/augment: "
-                                          "`aug.custom.<policy>.<param>`")
-    class_overrides: dict[Any, Any] = setting(default_factory=dict,
-                                              help="class-conditional augmentation: a class name from classes.json "
-                                                   "(or an index) -> the `aug` keys that differ for it")
+    custom: dict[str, Any] = setting(
+        default_factory=dict,
+        help="parameters of policies registered outside lightning_modules/augment: `aug.custom.<policy>.<param>`",
+    )
+    class_overrides: dict[Any, Any] = setting(
+        default_factory=dict,
+        help="class-conditional augmentation: a class name from classes.json "
+        "(or an index) -> the `aug` keys that differ for it",
+    )
 
     def validate(self) -> None:
         check_policy_names(self, "aug")
@@ -40,8 +45,10 @@ class AugConfig:
         where = f"aug.class_overrides.{key}"
         patch = self.class_overrides[key]
         if not isinstance(patch, dict) or "class_overrides" in patch:
-            raise ConfigError(f"{where} must be a map of aug keys to change for that class, "
-                              f"e.g. {{rrc: {{min_scale: 1.0}}}} or {{policy: [flip]}}; got {patch!r}")
+            raise ConfigError(
+                f"{where} must be a map of aug keys to change for that class, "
+                f"e.g. {{rrc: {{min_scale: 1.0}}}} or {{policy: [flip]}}; got {patch!r}"
+            )
         base = OmegaConf.structured(dataclasses.replace(self, class_overrides={}))
         obj = OmegaConf.to_object(merge(base, OmegaConf.create(patch), where, AugConfig, prefix="aug."))
         try:

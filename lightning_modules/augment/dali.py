@@ -6,6 +6,7 @@ list (in order), and each parameter that differs between classes is looked up fr
 (``Policy.dali_neutral()``: no flip, no jitter, padding 0, rrc with ``min_scale=1``, i.e. resize + centre
 crop), which is what that class's own list does.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -29,7 +30,8 @@ def merged_order(lists: list[list[str]]) -> list[str]:
                 if order.index(name) < position:
                     raise ConfigError(
                         f"aug.class_overrides: policy lists {lists} apply policies in conflicting orders; the DALI "
-                        "backend needs one order (e.g. always rrc before flip), or use data.backend=torchvision")
+                        "backend needs one order (e.g. always rrc before flip), or use data.backend=torchvision"
+                    )
                 position = order.index(name) + 1
             else:
                 order.insert(position, name)
@@ -38,8 +40,13 @@ def merged_order(lists: list[list[str]]) -> list[str]:
 
 
 def _lookup(labels, default: float, per_class: dict[int, float]):
-    return fn.lookup_table(labels, keys=list(per_class), values=[float(v) for v in per_class.values()],
-                           default_value=float(default), dtype=types.FLOAT)
+    return fn.lookup_table(
+        labels,
+        keys=list(per_class),
+        values=[float(v) for v in per_class.values()],
+        default_value=float(default),
+        dtype=types.FLOAT,
+    )
 
 
 def per_sample_params(name: str, default, per_class: dict[int, object], labels) -> SimpleNamespace:
@@ -55,11 +62,15 @@ def per_sample_params(name: str, default, per_class: dict[int, object], labels) 
         if isinstance(base, (int, float)) and not isinstance(base, bool):
             setattr(values, f.name, _lookup(labels, base, other))
         elif isinstance(base, (list, tuple)) and all(len(v) == len(base) for v in other.values()):
-            setattr(values, f.name, [_lookup(labels, b, {c: v[i] for c, v in other.items()}) for i, b in enumerate(base)])
+            setattr(
+                values, f.name, [_lookup(labels, b, {c: v[i] for c, v in other.items()}) for i, b in enumerate(base)]
+            )
         else:
-            raise ConfigError(f"aug.class_overrides: '{name}.{f.name}' differs between classes ({base!r} vs "
-                              f"{sorted(map(repr, set(map(str, other.values()))))}); the DALI backend varies numbers "
-                              "per class only. Use data.backend=torchvision for this override")
+            raise ConfigError(
+                f"aug.class_overrides: '{name}.{f.name}' differs between classes ({base!r} vs "
+                f"{sorted(map(repr, set(map(str, other.values()))))}); the DALI backend varies numbers "
+                "per class only. Use data.backend=torchvision for this override"
+            )
     return values
 
 
@@ -78,8 +89,10 @@ def build_dali_policies(aug: AugConfig, class_names: list[str], image_size: int,
             elif cls.dali_neutral() is not None:
                 chosen[index] = cls.dali_neutral()
             else:
-                raise ConfigError(f"aug.class_overrides: policy '{name}' is used for some classes only and has no "
-                                  "neutral setting for the others (Policy.dali_neutral); use data.backend=torchvision")
+                raise ConfigError(
+                    f"aug.class_overrides: policy '{name}' is used for some classes only and has no "
+                    "neutral setting for the others (Policy.dali_neutral); use data.backend=torchvision"
+                )
         default = chosen.pop(None)
         policies.append(cls(per_sample_params(name, default, chosen, labels), image_size))
     return policies
@@ -94,12 +107,13 @@ def check_dali_support(aug: AugConfig) -> None:
         names |= set(aug.for_class(key).policy)
     missing = sorted(n for n in names if get_policy(n).dali is Policy.dali)
     if missing:
-        raise ConfigError(f"augmentation policies {missing} have no DALI implementation (Policy.dali); "
-                          "use data.backend=torchvision or implement dali() (docs/policies.md: 'Add your own policy')")
+        raise ConfigError(
+            f"augmentation policies {missing} have no DALI implementation (Policy.dali); "
+            "use data.backend=torchvision or implement dali() (docs/policies.md: 'Add your own policy')"
+        )
 
 
-def compile_dali(encoded, labels, aug: AugConfig, class_names: list[str], image_size: int, mean, std,
-                 device: str):
+def compile_dali(encoded, labels, aug: AugConfig, class_names: list[str], image_size: int, mean, std, device: str):
     """Encoded images + labels -> normalized float CHW images of ``image_size``, augmented per sample."""
     policies = build_dali_policies(aug, class_names, image_size, labels)
     size = float(image_size)
@@ -122,5 +136,6 @@ def compile_dali(encoded, labels, aug: AugConfig, class_names: list[str], image_
         images = policy.dali(images, labels)
         if policy.sets_size:
             hw = (size, size)
-    return fn.crop_mirror_normalize(images, dtype=types.FLOAT, output_layout="CHW",
-                                    mean=[255.0 * m for m in mean], std=[255.0 * s for s in std])
+    return fn.crop_mirror_normalize(
+        images, dtype=types.FLOAT, output_layout="CHW", mean=[255.0 * m for m in mean], std=[255.0 * s for s in std]
+    )

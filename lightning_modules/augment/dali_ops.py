@@ -1,4 +1,5 @@
 """Small DALI helpers for policies whose parameters are either Python numbers or per-sample DataNodes."""
+
 from __future__ import annotations
 
 from nvidia.dali import fn, types

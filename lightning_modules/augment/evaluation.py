@@ -1,5 +1,6 @@
 """The evaluation transform, whatever the training policy, on both backends: resize the short side to
 ``eval_resize(image_size)``, centre-crop ``image_size``, normalize."""
+
 from __future__ import annotations
 
 import torch
@@ -19,8 +20,9 @@ def to_float_normalized(mean, std) -> v2.Compose:
 
 
 def eval_transform(image_size: int, mean, std) -> v2.Compose:
-    return v2.Compose([v2.Resize(eval_resize(image_size), antialias=True), v2.CenterCrop(image_size),
-                       to_float_normalized(mean, std)])
+    return v2.Compose(
+        [v2.Resize(eval_resize(image_size), antialias=True), v2.CenterCrop(image_size), to_float_normalized(mean, std)]
+    )
 
 
 def eval_dali(encoded, image_size: int, mean, std, device: str):
@@ -29,5 +31,11 @@ def eval_dali(encoded, image_size: int, mean, std, device: str):
 
     images = fn.decoders.image(encoded, device=device, output_type=types.RGB)
     images = fn.resize(images, resize_shorter=float(eval_resize(image_size)))
-    return fn.crop_mirror_normalize(images, crop=(image_size, image_size), dtype=types.FLOAT, output_layout="CHW",
-                                    mean=[255.0 * m for m in mean], std=[255.0 * s for s in std])
+    return fn.crop_mirror_normalize(
+        images,
+        crop=(image_size, image_size),
+        dtype=types.FLOAT,
+        output_layout="CHW",
+        mean=[255.0 * m for m in mean],
+        std=[255.0 * s for s in std],
+    )

@@ -1,4 +1,5 @@
 """A run's training and evaluation transforms for the datamodules (datamodules/base.py ``ImageTransforms``)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -1,4 +1,5 @@
 """The policy interface: one augmentation step, compiled per backend."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

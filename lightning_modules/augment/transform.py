@@ -1,4 +1,5 @@
 """Compile an ``aug`` config section into the training transform, class-conditional when it has overrides."""
+
 from __future__ import annotations
 
 from typing import Callable
@@ -14,7 +15,9 @@ from lightning_modules.augment.registry import build_policies
 def compile_torchvision(aug: AugConfig, image_size: int, mean, std) -> v2.Compose:
     """PIL image -> normalized float tensor of shape (3, image_size, image_size)."""
     policies = build_policies(aug, image_size)
-    steps = [] if any(p.sets_size for p in policies) else [v2.Resize(image_size, antialias=True), v2.CenterCrop(image_size)]
+    steps = (
+        [] if any(p.sets_size for p in policies) else [v2.Resize(image_size, antialias=True), v2.CenterCrop(image_size)]
+    )
     for policy in policies:
         steps += policy.torchvision()
     return v2.Compose([*steps, to_float_normalized(mean, std)])
@@ -29,8 +32,9 @@ def class_index(key, class_names: list[str]) -> int:
         return int(text)
     msg = f"aug.class_overrides: '{text}' is not a class of these shards." + did_you_mean(text, class_names)
     shown = ", ".join(class_names[:50]) + (f", ... ({len(class_names)} in all)" if len(class_names) > 50 else "")
-    raise ConfigError(f"{msg} Use a class name from classes.json or an index 0-{len(class_names) - 1}. "
-                      f"Valid names: {shown}.")
+    raise ConfigError(
+        f"{msg} Use a class name from classes.json or an index 0-{len(class_names) - 1}. Valid names: {shown}."
+    )
 
 
 class ClassConditionalTransform:

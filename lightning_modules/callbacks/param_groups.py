@@ -1,4 +1,5 @@
 """Log the weight decay of every parameter group at the start of fit, and write run_dir/param_groups.json."""
+
 from __future__ import annotations
 
 import json
@@ -24,6 +25,7 @@ class ParamGroupReport(pl.Callback):
         atomic_write_text(self.path, json.dumps(report, indent=2) + "\n")
         lines = [f"weight decay ({report['mode']}, {report['schedule']}, exclude={report['exclude']}):"]
         for g in report["groups"]:
-            lines.append(f"  {g['name']:>8}: decay {g['weight_decay']:g} on {g['parameters']} tensors "
-                         f"({g['elements']:,} values)")
+            lines.append(
+                f"  {g['name']:>8}: decay {g['weight_decay']:g} on {g['parameters']} tensors ({g['elements']:,} values)"
+            )
         rank_zero_info("\n".join(lines))

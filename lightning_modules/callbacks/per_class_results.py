@@ -1,5 +1,6 @@
 """Write per-class validation results next to the run: per_class.csv (history), metrics.json and, when
 asked for, confusion_matrices/epoch_NNN.csv."""
+
 from __future__ import annotations
 
 import csv
@@ -11,7 +12,13 @@ import pytorch_lightning as pl
 
 from datamodules.configkit import atomic_write_text
 from lightning_modules.metrics.per_class_metrics import PerClassResult
-from lightning_modules.metrics.results_files import CSV_FIELDS, EXTRA_FIELDS, confusion_csv, per_class_rows, read_per_class_csv
+from lightning_modules.metrics.results_files import (
+    CSV_FIELDS,
+    EXTRA_FIELDS,
+    confusion_csv,
+    per_class_rows,
+    read_per_class_csv,
+)
 
 
 class PerClassResultsWriter(pl.Callback):

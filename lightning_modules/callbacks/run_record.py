@@ -1,4 +1,5 @@
 """Record every (re)start and end of a fit in the run folder's resume.json (lightning_modules/run_record.py)."""
+
 from __future__ import annotations
 
 import os
@@ -19,14 +20,28 @@ class ResumeRecorder(pl.Callback):
 
     def on_train_start(self, trainer: pl.Trainer, pl_module) -> None:
         if trainer.is_global_zero:
-            append_event(self.run_dir, {
-                "event": "start", "pid": os.getpid(), "ckpt": self.ckpt_path, "epoch": trainer.current_epoch,
-                "global_step": trainer.global_step, "slurm_job_id": slurm_job_id(),
-                "slurm_restart_count": int(os.environ.get("SLURM_RESTART_COUNT", 0)),
-            })
+            append_event(
+                self.run_dir,
+                {
+                    "event": "start",
+                    "pid": os.getpid(),
+                    "ckpt": self.ckpt_path,
+                    "epoch": trainer.current_epoch,
+                    "global_step": trainer.global_step,
+                    "slurm_job_id": slurm_job_id(),
+                    "slurm_restart_count": int(os.environ.get("SLURM_RESTART_COUNT", 0)),
+                },
+            )
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module) -> None:
         if trainer.is_global_zero:
             complete = trainer.max_epochs is not None and trainer.current_epoch >= trainer.max_epochs
-            append_event(self.run_dir, {"event": "end", "epoch": trainer.current_epoch,
-                                        "global_step": trainer.global_step, "complete": complete})
+            append_event(
+                self.run_dir,
+                {
+                    "event": "end",
+                    "epoch": trainer.current_epoch,
+                    "global_step": trainer.global_step,
+                    "complete": complete,
+                },
+            )

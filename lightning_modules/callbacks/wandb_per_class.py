@@ -1,5 +1,6 @@
 """W&B per validation: a per-class table and a histogram of per-class accuracy; at the end, the per-class files
 as an artifact (the summary scalars come from the LightningModule's ``self.log``)."""
+
 from __future__ import annotations
 
 import json
@@ -27,11 +28,19 @@ class WandbPerClassLogger(pl.Callback):
         import wandb
 
         real = result.real_accuracy
-        table = wandb.Table(columns=["class_index", "class_name", "correct", "total", "accuracy",
-                                     "top5_accuracy", "real_accuracy"])
+        table = wandb.Table(
+            columns=["class_index", "class_name", "correct", "total", "accuracy", "top5_accuracy", "real_accuracy"]
+        )
         for i, name in enumerate(result.class_names):
-            table.add_data(i, name, int(result.correct[i]), int(result.total[i]), _num(result.accuracy[i]),
-                           _num(result.top5_accuracy[i]), None if real is None else _num(real[i]))
+            table.add_data(
+                i,
+                name,
+                int(result.correct[i]),
+                int(result.total[i]),
+                _num(result.accuracy[i]),
+                _num(result.top5_accuracy[i]),
+                None if real is None else _num(real[i]),
+            )
         logged = {"val/per_class": table}
         acc = result.accuracy[result.total > 0]
         if len(acc):
@@ -45,8 +54,11 @@ class WandbPerClassLogger(pl.Callback):
 
         run = self.logger.experiment
         metrics = self.run_dir / "metrics.json"
-        artifact = wandb.Artifact(f"per_class-{run.id}", type="per_class_results",
-                                  metadata=json.loads(metrics.read_text())["last"] if metrics.is_file() else None)
+        artifact = wandb.Artifact(
+            f"per_class-{run.id}",
+            type="per_class_results",
+            metadata=json.loads(metrics.read_text())["last"] if metrics.is_file() else None,
+        )
         for name in ("per_class.csv", "metrics.json"):
             if (self.run_dir / name).is_file():
                 artifact.add_file(str(self.run_dir / name))

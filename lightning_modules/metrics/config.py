@@ -1,4 +1,5 @@
 """The ``metrics`` section: what the per-class evaluation computes besides the counts."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -8,9 +9,20 @@ from datamodules.configkit import bounded, setting
 
 @dataclass
 class MetricsConfig:
-    confusion_matrix: bool = setting(False, help="also write `confusion_matrices/epoch_NNN.csv` (rows: true class, "
-                                                 "columns: predicted) after each validation")
-    real_labels: str = setting("", help="ImageNet ReaL multi-labels: `imagenet-x` (the file in the imagenet-x "
-                                        "package) or the path of a JSON list; `\"\"`: off")
-    worst_fraction: float = bounded(0.1, 0.0, 1.0, low_inclusive=False,
-                                    help="`worst_fraction_mean_accuracy` averages this fraction of the worst classes")
+    confusion_matrix: bool = setting(
+        False,
+        help="also write `confusion_matrices/epoch_NNN.csv` (rows: true class, "
+        "columns: predicted) after each validation",
+    )
+    real_labels: str = setting(
+        "",
+        help="ImageNet ReaL multi-labels: `imagenet-x` (the file in the imagenet-x "
+        'package) or the path of a JSON list; `""`: off',
+    )
+    worst_fraction: float = bounded(
+        0.1,
+        0.0,
+        1.0,
+        low_inclusive=False,
+        help="`worst_fraction_mean_accuracy` averages this fraction of the worst classes",
+    )

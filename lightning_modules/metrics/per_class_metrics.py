@@ -3,6 +3,7 @@
 Ties between scores are broken towards the lower class index (as ``argmax`` does), for top-1 and top-5 alike:
 an image is top-k correct when fewer than k classes outrank its label.
 """
+
 from __future__ import annotations
 
 import math
@@ -116,8 +117,13 @@ class PerClassCounts(nn.Module):
         return torch.bincount(labels, minlength=self.num_classes)
 
     @torch.no_grad()
-    def update(self, logits: torch.Tensor, labels: torch.Tensor, real_target: Optional[torch.Tensor] = None,
-               real_valid: Optional[torch.Tensor] = None) -> None:
+    def update(
+        self,
+        logits: torch.Tensor,
+        labels: torch.Tensor,
+        real_target: Optional[torch.Tensor] = None,
+        real_valid: Optional[torch.Tensor] = None,
+    ) -> None:
         """``real_target``: [batch, classes] bool, the ReaL set of each image; ``real_valid``: [batch] bool,
         False for images whose ReaL set is empty (they are skipped)."""
         labels = labels.long()
@@ -129,7 +135,7 @@ class PerClassCounts(nn.Module):
         self.top5_correct += self._count(labels[rank < TOP_K])
         if self.with_confusion:
             flat = labels * self.num_classes + predicted
-            self.confusion += torch.bincount(flat, minlength=self.num_classes ** 2).view_as(self.confusion)
+            self.confusion += torch.bincount(flat, minlength=self.num_classes**2).view_as(self.confusion)
         if self.with_real:
             if real_target is None or real_valid is None:
                 raise ValueError("ReaL evaluation is on but the batch carries no ReaL targets")
@@ -141,18 +147,30 @@ class PerClassCounts(nn.Module):
         for buf in self.buffers():
             buf.zero_()
 
-    def reduce(self, sum_across_ranks: Callable[[torch.Tensor], torch.Tensor], class_names: list[str]) -> PerClassResult:
+    def reduce(
+        self, sum_across_ranks: Callable[[torch.Tensor], torch.Tensor], class_names: list[str]
+    ) -> PerClassResult:
         """Sum every count over all ranks in ONE collective (``sum_across_ranks``, e.g.
         ``lambda t: trainer.strategy.reduce(t, reduce_op="sum")``), reset, and return the totals."""
         names = [*COUNT_NAMES, "confusion"]
         tensors = [getattr(self, n) for n in names]
         packed = sum_across_ranks(torch.cat([t.flatten() for t in tensors]))
-        parts = dict(zip(names, (p.view_as(t).cpu().numpy().copy()
-                                 for p, t in zip(packed.split([t.numel() for t in tensors]), tensors))))
+        parts = dict(
+            zip(
+                names,
+                (
+                    p.view_as(t).cpu().numpy().copy()
+                    for p, t in zip(packed.split([t.numel() for t in tensors]), tensors)
+                ),
+            )
+        )
         self.reset()
         return PerClassResult(
-            class_names=list(class_names), correct=parts["correct"], total=parts["total"],
-            predicted=parts["predicted"], top5_correct=parts["top5_correct"],
+            class_names=list(class_names),
+            correct=parts["correct"],
+            total=parts["total"],
+            predicted=parts["predicted"],
+            top5_correct=parts["top5_correct"],
             real_correct=parts["real_correct"] if self.with_real else None,
             real_total=parts["real_total"] if self.with_real else None,
             confusion=parts["confusion"] if self.with_confusion else None,

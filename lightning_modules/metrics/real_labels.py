@@ -4,6 +4,7 @@ The ReaL file is a JSON list with one entry per ImageNet validation image (``ILS
 first), each a list of ImageNet-1k class indices (the sorted-WordNet-id order, as in torchvision). A
 sample's shard key ends in its file stem, so the image number is read from the key.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -38,8 +39,10 @@ def imagenet_wnids() -> list[str]:
 def resolve_real_file(setting: str) -> Path:
     path = _imagenet_x_annotations() / "imagenet_real_labels.jsonl" if setting == PACKAGED else Path(setting)
     if not path.is_file():
-        raise ConfigError(f"metrics.real_labels: ReaL labels file '{path}' does not exist "
-                          f"(use '{PACKAGED}' for the copy in the imagenet-x package)")
+        raise ConfigError(
+            f"metrics.real_labels: ReaL labels file '{path}' does not exist "
+            f"(use '{PACKAGED}' for the copy in the imagenet-x package)"
+        )
     return path
 
 
@@ -80,8 +83,10 @@ class RealLabels:
     def targets(self, keys: list[str], device=None) -> tuple[torch.Tensor, torch.Tensor]:
         """[batch, classes] bool (the ReaL set of each image) and [batch] bool (the set is not empty)."""
         if keys is None:
-            raise ValueError("metrics.real_labels needs the sample keys in evaluation batches, and this data "
-                             "loader does not provide them (ShardDataModule does with eval_keys=True)")
+            raise ValueError(
+                "metrics.real_labels needs the sample keys in evaluation batches, and this data "
+                "loader does not provide them (ShardDataModule does with eval_keys=True)"
+            )
         target = torch.zeros(len(keys), self.num_classes, dtype=torch.bool)
         for row, key in enumerate(keys):
             target[row, list(self.sets[self.image_number(key) - 1])] = True

@@ -1,4 +1,5 @@
 """The per-class results files of a run folder: the rows of per_class.csv, a confusion matrix as CSV."""
+
 from __future__ import annotations
 
 import csv
@@ -11,8 +12,16 @@ from lightning_modules.metrics.per_class_metrics import PerClassResult
 
 CSV_FIELDS = ["epoch", "class_index", "class_name", "correct", "total", "accuracy"]
 # Added after the first six (readers of those keep working); ReaL columns are empty when ReaL is off.
-EXTRA_FIELDS = ["top5_correct", "top5_accuracy", "predicted", "precision", "recall",
-                "real_correct", "real_total", "real_accuracy"]
+EXTRA_FIELDS = [
+    "top5_correct",
+    "top5_accuracy",
+    "predicted",
+    "precision",
+    "recall",
+    "real_correct",
+    "real_total",
+    "real_accuracy",
+]
 
 
 def _fmt(x: float) -> str:
@@ -23,13 +32,28 @@ def per_class_rows(result: PerClassResult, epoch: int) -> list[dict]:
     acc, top5, prec, real_acc = result.accuracy, result.top5_accuracy, result.precision, result.real_accuracy
     rows = []
     for i, name in enumerate(result.class_names):
-        row = {"epoch": epoch, "class_index": i, "class_name": name, "correct": int(result.correct[i]),
-               "total": int(result.total[i]), "accuracy": _fmt(acc[i]), "top5_correct": int(result.top5_correct[i]),
-               "top5_accuracy": _fmt(top5[i]), "predicted": int(result.predicted[i]), "precision": _fmt(prec[i]),
-               "recall": _fmt(acc[i]), "real_correct": "", "real_total": "", "real_accuracy": ""}
+        row = {
+            "epoch": epoch,
+            "class_index": i,
+            "class_name": name,
+            "correct": int(result.correct[i]),
+            "total": int(result.total[i]),
+            "accuracy": _fmt(acc[i]),
+            "top5_correct": int(result.top5_correct[i]),
+            "top5_accuracy": _fmt(top5[i]),
+            "predicted": int(result.predicted[i]),
+            "precision": _fmt(prec[i]),
+            "recall": _fmt(acc[i]),
+            "real_correct": "",
+            "real_total": "",
+            "real_accuracy": "",
+        }
         if real_acc is not None:
-            row.update(real_correct=int(result.real_correct[i]), real_total=int(result.real_total[i]),
-                       real_accuracy=_fmt(real_acc[i]))
+            row.update(
+                real_correct=int(result.real_correct[i]),
+                real_total=int(result.real_total[i]),
+                real_accuracy=_fmt(real_acc[i]),
+            )
         rows.append(row)
     return rows
 
