@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 FASHION_MNIST := /usr/share/datasets/fashion-mnist
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-fast lint bench fashion-mnist chromium slurm clean
+.PHONY: install demo test test-fast lint docs bench fashion-mnist chromium slurm clean
 
 install: $(STAMP)
 
@@ -54,6 +54,10 @@ lint: install
 
 test-fast: install
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+# docs/config.md is generated from the config dataclasses (tests/test_config_reference.py checks it).
+docs: install
+	$(BIN)/python -m launch.config_reference > docs/config.md
 
 bench: install
 	PYTHONPATH=. $(BIN)/python bench/input_pipeline.py

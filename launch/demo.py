@@ -10,6 +10,7 @@ import yaml
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+from datamodules.configkit import atomic_write_text, dump_yaml
 from datamodules.shards.format import MANIFEST
 from datamodules.sources.fashion_mnist import shard_fashion_mnist
 from launch.report import build_report
@@ -24,7 +25,7 @@ def demo_spec(workdir: Path, shards: Path, overrides: list[str]) -> Path:
     spec = yaml.safe_load(DEMO_SPEC.read_text())
     spec["overrides"] = [*spec.get("overrides", []), f"data.root={shards.resolve()}", *overrides]
     path = workdir / "demo_sweep.yaml"
-    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    atomic_write_text(path, dump_yaml(spec), durable=False)
     return path
 
 

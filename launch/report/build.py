@@ -6,12 +6,12 @@ the tables (write.py), draw the figures and the page (render.py).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from rich.console import Console
 
-from datamodules.configkit import bounded, choice, validate
+from datamodules.configkit import bounded, choice, setting, validate
 from launch.report.compare import analyse
 from launch.report.read import read_study
 from launch.report.render import draw_figures, write_html
@@ -21,15 +21,24 @@ from launch.report.write import write_tables
 
 @dataclass
 class ReportOptions:
-    # key=value[,key=value] naming the reference setting; "" = the weakest regularization (README, `report`).
-    reference: str = ""
-    # the varying key on the x axis of the strength curves; "" = the numeric varying key with most values.
-    strength: str = ""
-    fdr: float = bounded(0.1, 0.0, 1.0, low_inclusive=False, high_inclusive=False)
-    test: str = choice("counts", TESTS)
-    curves: int = bounded(3, 1, 20)  # most hurt and most helped classes drawn in the strength curves
-    ignore: list[str] = field(default_factory=list)  # more config keys (glob patterns) that are not settings
-    title: str = "classreg: class-dependence report"
+    reference: str = setting(
+        "", help='`key=value[,key=value]` naming the reference setting; `""`: the weakest regularization'
+    )
+    strength: str = setting(
+        "", help='the varying key on the x axis of the strength curves; `""`: the numeric varying key with most values'
+    )
+    fdr: float = bounded(
+        0.1,
+        0.0,
+        1.0,
+        low_inclusive=False,
+        high_inclusive=False,
+        help="Benjamini-Hochberg false discovery rate, across classes, per comparison",
+    )
+    test: str = choice("counts", TESTS, help="the per-class test (docs/statistics.md)")
+    curves: int = bounded(3, 1, 20, help="most hurt and most helped classes drawn in the strength curves")
+    ignore: list[str] = setting(default_factory=list, help="more config keys (glob patterns) that are not settings")
+    title: str = setting("classreg: class-dependence report", help="the HTML page's title")
 
 
 @dataclass

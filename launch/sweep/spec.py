@@ -29,7 +29,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from datamodules.configkit import ConfigError, bounded, merge, validate
+from datamodules.configkit import ConfigError, bounded, merge, setting, validate
 from launch.config import RunConfig, load_config
 from launch.sweep.resources import Resources, check_resources
 
@@ -40,8 +40,12 @@ RESERVED_KEYS = {"name", "out_dir", "trainer.num_nodes", "trainer.devices"}
 
 @dataclass
 class Axes:
-    product: dict[str, list[Any]] = field(default_factory=dict)
-    zip: dict[str, list[Any]] = field(default_factory=dict)
+    product: dict[str, list[Any]] = setting(
+        default_factory=dict, help="dotted config key -> list of values: every combination (the first varies slowest)"
+    )
+    zip: dict[str, list[Any]] = setting(
+        default_factory=dict, help="dotted config key -> list of values; equal-length lists that vary together"
+    )
 
     def validate(self) -> None:
         for group in ("product", "zip"):
@@ -64,16 +68,18 @@ class Axes:
 
 @dataclass
 class Estimate:
-    epoch_minutes: float = bounded(0.0, 0.0)  # wall-clock minutes per epoch of one point; 0: unknown
+    epoch_minutes: float = bounded(
+        0.0, 0.0, help="wall-clock minutes per epoch of one point (`sweep plan`); 0: unknown"
+    )
 
 
 @dataclass
 class SweepSpec:
-    name: str = ""
-    base: str = ""
-    overrides: list[str] = field(default_factory=list)
+    name: str = setting("", help="(required) letters, digits, `_.-`; names the SLURM jobs and the W&B group")
+    base: str = setting("", help="(required) the config every point starts from (a path, or a packaged preset)")
+    overrides: list[str] = setting(default_factory=list, help="`key.path=value` for every point")
     axes: Axes = field(default_factory=Axes)
-    seeds: list[int] = field(default_factory=list)
+    seeds: list[int] = setting(default_factory=list, help="values of `seed`, the innermost axis")
     resources: Resources = field(default_factory=Resources)
     estimate: Estimate = field(default_factory=Estimate)
 
