@@ -1,20 +1,27 @@
 """How much does classreg's training loop cost over a hand-written PyTorch loop?
 
 Both sides train the same model (configs/cifar10_resnet18.yaml: ResNet-18, small stem) with the same SGD,
-LR schedule, loss and data loader (ShardDataModule over CIFAR-10 shards cut from
-../shared/data/cifar10-jpeg.tar.gz) for the same number of steps:
+LR schedule, loss and data loader (ShardDataModule over CIFAR-10 shards) for the same number of steps:
   (a) classreg: launch.fit.fit(cfg) - Trainer + Classifier + ShardDataModule, with every callback;
   (b) plain:    the loop below, over ShardDataModule.train_dataloader().
-Repeats are interleaved (a b, b a, a b, ...). Throughput counts the steps after --warmup, from the start of the
-first timed step to the end of the last (Lightning's start-up and the final checkpoint are outside the window).
+Only the steps after --warmup are measured (Lightning's start-up and the final checkpoint are outside the
+window). Two clocks: wall time, and CPU time (user + system of the process, all its threads, and its live
+DataLoader workers, from /proc). On a shared machine wall time swings with the other load; CPU time per image
+barely does. Many short runs are interleaved in pairs (the order alternates within each pair), and the
+overhead is the geometric mean of the paired ratios classreg/plain with a 95% t-interval over the pairs.
 
-    PYTHONPATH=$PWD python bench/train_overhead.py [--steps 20] [--repeats 3] [--arch resnet18]
+    PYTHONPATH=$PWD python bench/train_overhead.py [--pairs 8] [--steps 14] [--arch resnet18]
+    PYTHONPATH=$PWD python bench/train_overhead.py --smoke      # seconds: the code paths only (make test)
+
+Data: CIFAR-10 shards cut from ../shared/data/cifar10-jpeg.tar.gz (CLASSREG_CIFAR10_TGZ), or with --smoke
+the test fixture tests/data/cifar10.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import os
 import statistics
 import sys
@@ -64,28 +71,65 @@ def cifar_shards(work: Path, train_per_class: int, test_per_class: int) -> Path:
     return out
 
 
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _children_cpu_seconds() -> float:
+    """User + system CPU seconds of this process's live children (the DataLoader workers), from /proc."""
+    me, total = os.getpid(), 0.0
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = Path(entry.path, "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (comm) "
+        if int(fields[1]) == me:  # ppid
+            total += (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime
+    return total
+
+
+def clocks() -> tuple[float, float]:
+    """(wall seconds, CPU seconds of this process and its live loader workers)."""
+    return time.perf_counter(), time.process_time() + _children_cpu_seconds()
+
+
+@dataclasses.dataclass
+class Window:
+    """The measured steps of one run: images, wall and CPU seconds."""
+
+    images: int
+    wall: float
+    cpu: float
+
+    @classmethod
+    def between(cls, start, end, images: int) -> "Window":
+        return cls(images, end[0] - start[0], end[1] - start[1])
+
+
 class StepTimer(pl.Callback):
     def __init__(self, warmup: int, steps: int):
         self.warmup, self.steps, self.start, self.end = warmup, steps, None, None
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         if batch_idx == self.warmup:
-            self.start = time.perf_counter()
+            self.start = clocks()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         if batch_idx == self.steps - 1:
-            self.end = time.perf_counter()
+            self.end = clocks()
 
 
-def run_classreg(cfg, warmup: int, steps: int) -> float:
+def run_classreg(cfg, warmup: int, steps: int) -> Window:
     timer = StepTimer(warmup, steps)
     # A fresh run folder each time: fit resumes from a checkpoint it finds in its folder.
     cfg = dataclasses.replace(cfg, name=f"run-{time.time_ns()}")
     fit(cfg, extra_callbacks=[timer])
-    return (steps - warmup) * cfg.data.batch_size / (timer.end - timer.start)
+    return Window.between(timer.start, timer.end, (steps - warmup) * cfg.data.batch_size)
 
 
-def run_plain(cfg, warmup: int, steps: int) -> float:
+def run_plain(cfg, warmup: int, steps: int) -> Window:
     """The loop a researcher would write by hand: same model, optimizer, schedule, loss and loader."""
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     torch.use_deterministic_algorithms(cfg.trainer.deterministic, warn_only=True)
@@ -106,36 +150,51 @@ def run_plain(cfg, warmup: int, steps: int) -> float:
     start = end = None
     for i, (images, labels) in enumerate(data.train_dataloader()):
         if i == warmup:
-            start = time.perf_counter()
+            start = clocks()
         loss = criterion(model(images), labels)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         scheduler.step()
         if i == steps - 1:
-            end = time.perf_counter()
+            end = clocks()
             break
     if end is None:
         sys.exit(f"the loader gave only {i + 1} batches; lower --steps or raise --train-per-class")
-    return (steps - warmup) * cfg.data.batch_size / (end - start)
+    return Window.between(start, end, (steps - warmup) * cfg.data.batch_size)
+
+
+def paired_ratio(classreg: list[float], plain: list[float]) -> tuple[float, float, float]:
+    """Geometric mean of the paired ratios and its 95% t-interval (over the pairs, on the log scale)."""
+    from scipy import stats
+
+    logs = [math.log(a / b) for a, b in zip(classreg, plain)]
+    mean = statistics.fmean(logs)
+    if len(logs) < 2:
+        return math.exp(mean), math.nan, math.nan
+    half = stats.t.ppf(0.975, len(logs) - 1) * statistics.stdev(logs) / math.sqrt(len(logs))
+    return math.exp(mean), math.exp(mean - half), math.exp(mean + half)
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--arch", default="resnet18", choices=["resnet18", "resnet20"])
-    p.add_argument("--steps", type=int, default=20, help="training steps per run, including --warmup")
-    p.add_argument("--warmup", type=int, default=3, help="untimed first steps")
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--steps", type=int, default=14, help="training steps per run, including --warmup")
+    p.add_argument("--warmup", type=int, default=3, help="unmeasured first steps")
+    p.add_argument("--pairs", type=int, default=8, help="interleaved (classreg, plain) pairs of runs")
+    p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--num-workers", type=int, default=1)
     p.add_argument("--train-per-class", type=int, default=300)
     p.add_argument("--work-dir", default=str(Path(tempfile.gettempdir()) / "classreg-bench"))
+    p.add_argument("--smoke", action="store_true", help="tiny sizes on the test fixture: the code paths only")
     args = p.parse_args(argv)
+    if args.smoke:
+        args.arch, args.steps, args.warmup, args.pairs, args.batch_size = "resnet20", 3, 1, 2, 8
     if not 0 <= args.warmup < args.steps:
         p.error("--warmup must be in [0, --steps)")
     work = Path(args.work_dir)
     work.mkdir(parents=True, exist_ok=True)
-    shards = cifar_shards(work, args.train_per_class, 10)
+    shards = fixture_shards(work) if args.smoke else cifar_shards(work, args.train_per_class, 10)
     os.environ.setdefault("WANDB_MODE", "disabled")
     cfg = load_config(
         REPO / "configs" / "cifar10_resnet18.yaml",
@@ -153,23 +212,41 @@ def main(argv=None) -> int:
         ],
     )
     print(
-        f"{args.arch}, batch {args.batch_size}, {args.steps} steps ({args.warmup} untimed), "
-        f"{args.num_workers} loader worker(s), {torch.get_num_threads()} torch threads, {args.repeats} repeats"
+        f"{args.arch}, batch {args.batch_size}, {args.steps} steps ({args.warmup} unmeasured), "
+        f"{args.num_workers} loader worker(s), {torch.get_num_threads()} torch threads, {args.pairs} pairs"
     )
-    results = {"classreg": [], "plain": []}
-    for r in range(args.repeats):
-        order = ("classreg", "plain") if r % 2 == 0 else ("plain", "classreg")
-        for which in order:
-            runner = run_classreg if which == "classreg" else run_plain
-            results[which].append(runner(cfg, args.warmup, args.steps))
-            print(f"  repeat {r + 1} {which:8s} {results[which][-1]:8.1f} images/s", flush=True)
-    med = {k: statistics.median(v) for k, v in results.items()}
-    print(f"\n{'loop':10s} {'median images/s':>16s} {'all repeats':>30s}")
+    runs: dict[str, list[Window]] = {"classreg": [], "plain": []}
+    for r in range(args.pairs):
+        for which in ("classreg", "plain") if r % 2 == 0 else ("plain", "classreg"):
+            w = (run_classreg if which == "classreg" else run_plain)(cfg, args.warmup, args.steps)
+            runs[which].append(w)
+            print(
+                f"  pair {r + 1} {which:8s} {w.images / w.wall:8.1f} images/s wall, "
+                f"{1000 * w.cpu / w.images:8.2f} CPU ms/image",
+                flush=True,
+            )
+    print(f"\n{'loop':10s} {'wall images/s (median)':>24s} {'CPU ms/image (median)':>24s}")
     for k in ("plain", "classreg"):
-        print(f"{k:10s} {med[k]:16.1f} {', '.join(f'{v:.1f}' for v in results[k]):>30s}")
-    ratio = med["classreg"] / med["plain"]
-    print(f"ratio classreg/plain: {ratio:.3f} ({(1 - ratio) * 100:+.1f}% overhead; target within 5%)")
+        wall = statistics.median(w.images / w.wall for w in runs[k])
+        cpu = statistics.median(1000 * w.cpu / w.images for w in runs[k])
+        print(f"{k:10s} {wall:24.1f} {cpu:24.2f}")
+    for name, per_image in (
+        ("CPU time per image", lambda w: w.cpu / w.images),
+        ("wall time per image", lambda w: w.wall / w.images),
+    ):
+        ratio, lo, hi = paired_ratio([per_image(w) for w in runs["classreg"]], [per_image(w) for w in runs["plain"]])
+        print(
+            f"classreg/plain, {name}: {ratio:.3f} (95% CI {lo:.3f}-{hi:.3f}, {args.pairs} pairs; target: at most 1.05)"
+        )
     return 0
+
+
+def fixture_shards(work: Path) -> Path:
+    """Shards of the test fixture's 240 training images (tests/data/cifar10), for --smoke."""
+    out = work / "fixture-shards"
+    if not (out / "manifest.json").is_file():
+        shard_image_tree(REPO / "tests" / "data" / "cifar10", out, shard_size=60, seed=0, workers=1)
+    return out
 
 
 if __name__ == "__main__":

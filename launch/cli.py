@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from datamodules.configkit import ClassregError
+from launch.report.stats import DEFAULT_TEST, TESTS
 
 DESCRIPTION = "classreg: measure how regularization changes a classifier class by class."
 
@@ -141,9 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fdr", type=float, default=0.1, help="Benjamini-Hochberg false discovery rate (default 0.1)")
     p.add_argument(
         "--test",
-        default="counts",
-        choices=["counts", "paired-t", "welch-t"],
-        help="per-class test (default counts: quasi-binomial on pooled counts; see README)",
+        default=DEFAULT_TEST,
+        choices=TESTS,
+        help=f"per-class test (default {DEFAULT_TEST}: moderated t; see docs/statistics.md)",
     )
     p.add_argument("--curves", type=int, default=3, help="most hurt and most helped classes to draw (default 3)")
     p.add_argument(

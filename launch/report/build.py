@@ -15,7 +15,7 @@ from datamodules.configkit import bounded, choice, setting, validate
 from launch.report.compare import analyse
 from launch.report.read import read_study
 from launch.report.render import draw_figures, write_html
-from launch.report.stats import TESTS
+from launch.report.stats import DEFAULT_TEST, TESTS
 from launch.report.write import write_tables
 
 
@@ -35,7 +35,7 @@ class ReportOptions:
         high_inclusive=False,
         help="Benjamini-Hochberg false discovery rate, across classes, per comparison",
     )
-    test: str = choice("counts", TESTS, help="the per-class test (docs/statistics.md)")
+    test: str = choice(DEFAULT_TEST, TESTS, help="the per-class test (docs/statistics.md)")
     curves: int = bounded(3, 1, 20, help="most hurt and most helped classes drawn in the strength curves")
     ignore: list[str] = setting(default_factory=list, help="more config keys (glob patterns) that are not settings")
     title: str = setting("classreg: class-dependence report", help="the HTML page's title")
