@@ -385,8 +385,10 @@ def test_p_values_rank_the_moderated_t_among_the_relabellings_of_the_runs(na, nb
     assert comp.prior_df == pytest.approx(d0) and comp.test == test and not comp.exploratory
     np.testing.assert_allclose(comp.q_value, stats.false_discovery_control(p))
     assert (comp.significant == (comp.q_value <= FDR)).all()
+
     def acc(c, t):
         return (c / t).mean(0)
+
     np.testing.assert_allclose(comp.delta, acc(*other) - acc(*base))
 
 
