@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 FASHION_MNIST := /usr/share/datasets/fashion-mnist
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-fast lint docs bench fashion-mnist chromium slurm clean
+.PHONY: install demo test test-fast lint docs bench bench-gpu fashion-mnist chromium slurm clean
 
 install: $(STAMP)
 
@@ -61,6 +61,10 @@ docs: install
 
 bench: install
 	PYTHONPATH=. $(BIN)/python bench/input_pipeline.py
+
+# On a CUDA machine: the ResNet-50 throughput benchmark (bench/gpu_run.sh also runs `pytest -m gpu`).
+bench-gpu: install
+	PYTHONPATH=. $(BIN)/python bench/gpu_throughput.py --out gpu_throughput.json
 
 clean:
 	rm -rf demo .pytest_cache

@@ -36,6 +36,8 @@ from PIL import Image
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from synthetic_images import synthetic_tree  # noqa: E402
+
 from datamodules.shards.format import read_manifest  # noqa: E402
 from datamodules.sources.image_tree import shard_image_tree  # noqa: E402
 from launch.config import load_config  # noqa: E402
@@ -52,20 +54,6 @@ def cifar_tree(tgz: Path, dest: Path, count: int) -> Path:
                 taken[parts[1]] = taken.get(parts[1], 0) + 1
                 (dest / "train" / parts[1]).mkdir(parents=True, exist_ok=True)
                 (dest / member.name).write_bytes(tar.extractfile(member).read())
-    return dest
-
-
-def synthetic_tree(dest: Path, count: int, classes: int = 10) -> Path:
-    """ImageNet-sized photos' stand-ins: smooth colour fields plus texture, 500x375, about 110 KB at quality 90."""
-    w, h = 500, 375
-    for i in range(count):
-        rng = np.random.default_rng(i)
-        low = Image.fromarray(rng.uniform(0, 255, (6, 8, 3)).astype(np.uint8)).resize((w, h), Image.BICUBIC)
-        mid = Image.fromarray(rng.uniform(0, 255, (48, 64, 3)).astype(np.uint8)).resize((w, h), Image.BICUBIC)
-        pixels = 0.6 * np.asarray(low, float) + 0.4 * np.asarray(mid, float) + rng.normal(0, 22, (h, w, 3))
-        folder = dest / "train" / f"class{i % classes}"
-        folder.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(folder / f"{i:05d}.jpg", quality=90)
     return dest
 
 

@@ -1,0 +1,40 @@
+"""The benchmarks' code paths on CPU at tiny sizes (their real figures: docs/development.md)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from conftest import REPO
+
+
+def run_bench(script: str, tmp_path, *args: str) -> str:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "WANDB_MODE": "disabled"}
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "bench" / script), "--smoke", "--work-dir", str(tmp_path), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout
+
+
+@pytest.mark.slow
+def test_gpu_throughput_smoke_measures_every_path(tmp_path):
+    run_bench("gpu_throughput.py", tmp_path, "--out", str(tmp_path / "r.json"))
+    r = json.loads((tmp_path / "r.json").read_text())
+    assert set(r["images_per_s"]) == {"synthetic", "dali-plain", "dali-classreg", "torchvision"}
+    assert all(v > 0 for v in r["images_per_s"].values())
+    assert set(r["ratios"]) == {"classreg/plain (target >= 0.95)", "plain/synthetic (target >= 0.90)"}
+    assert r["dali_eval_images_per_s"] > 0 and r["per_class_counts_ms"] > 0
+    assert r["environment"]["torch"] and r["sizes"]["arch"] == "resnet20"
+
+
+@pytest.mark.slow
+def test_train_overhead_smoke_reports_paired_cpu_and_wall_ratios(tmp_path):
+    out = run_bench("train_overhead.py", tmp_path)
+    assert "classreg/plain, CPU time per image:" in out and "classreg/plain, wall time per image:" in out
+    assert out.count(" CPU ms/image") >= 4  # two pairs, each with both loops
