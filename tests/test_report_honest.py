@@ -415,7 +415,7 @@ def test_test_split_results_are_preferred_when_every_run_has_them(tmp_path, caps
     assert report.headline.endswith("FDR 0.1, test split)")
     cs = pd.read_csv(out / "class_settings.csv")
     assert cs[cs.setting == "wd.value=0.001"].correct.tolist() == [22 + 23, 10 + 11]  # the test counts
-    assert (cs.total == 50).all() and _json(out)["split"] == "test"
+    assert (cs.total == 50).all() and (_json(out)["split"], _json(out)["shards_split"]) == ("test", "test")
     assert (pd.read_csv(out / "runs.csv").split == "test").all()
     assert "test split" in (out / "report.html").read_text()
 

@@ -6,6 +6,7 @@ setting with fewer finished seeds than it should have is *partial*: its means ar
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import numpy as np
 from rich.console import Console
 from rich.markup import escape
 
+from datamodules.shards.format import resolve_val_split
 from launch.report.finished import RunState, run_state, spec_seeds, sweep_folder
 from launch.report.progress import progress_bar
 from launch.report.runs import (
@@ -90,6 +92,7 @@ class Study:
     waiting: list[Setting]  # settings without a finished run yet
     split: str  # "test" or "validation"
     has_real: bool  # every run used has ReaL counts
+    shards_split: str | None = None  # the shards' split those results are on (validation: `val` or `test`)
 
     @property
     def labels(self) -> list[str]:
@@ -184,6 +187,18 @@ def same_data_roots(runs: list[Run], console: Console) -> None:
         )
 
 
+def validated_split(runs: list[Run]) -> str | None:
+    """The shards' split every run validated on (``data.val_split`` resolved by its manifest), if one and known."""
+    names = set()
+    for root, requested in {(r.config.get("data.root"), r.config.get("data.val_split")) for r in runs}:
+        try:
+            splits = json.loads((Path(str(root)) / "manifest.json").read_text())["splits"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        names.add(resolve_val_split(requested or "auto", splits))
+    return names.pop() if len(names) == 1 else None
+
+
 def expected_seeds(paths: list[Path], wanted: int) -> int | None:
     """Seeds per setting: ``wanted`` (--seeds), else every given folder's sweep spec if they agree, else None."""
     if wanted:
@@ -258,4 +273,5 @@ def read_study(paths: list[Path], options, console: Console, progress: bool) -> 
                 "they count as separate replicates (vary `seed`, or --ignore the key that tells them apart)"
             )
     waiting = [s for s in grouped if not s.runs]
-    return Study(used, excluded, class_names, keys, settings, waiting, split, has_real)
+    shards_split = "test" if split == "test" else validated_split(used)
+    return Study(used, excluded, class_names, keys, settings, waiting, split, has_real, shards_split)

@@ -223,9 +223,15 @@ def write_html(study: Study, a: Analysis, options, tables: dict, figs, path: Pat
             return ""
         return "sig-lower" if comp.delta[i] < 0 else "sig-higher"
 
+    results = (
+        "the final model of every run on the test split (per_class_test.csv)"
+        if study.split == "test"
+        else "every run's last validation (per_class.csv)"
+        + (f", on the shards' {study.shards_split} split" if study.shards_split else "")
+    )
     meta = (
-        f"{len(study.runs)} finished runs, {len(settings)} settings, {len(study.class_names)} classes, "
-        f"{study.split} split; varying keys: {', '.join(study.keys) or 'none'}. Test ({labels[ref]} -> "
+        f"{len(study.runs)} finished runs, {len(settings)} settings, {len(study.class_names)} classes; results: "
+        f"{results}; varying keys: {', '.join(study.keys) or 'none'}. Test ({labels[ref]} -> "
         f"{labels[focus]}): {a.method}. Accuracies in %, changes in points."
     )
     note = (

@@ -113,6 +113,7 @@ def run_rows(study: Study, a: Analysis) -> tuple[list[dict], list[dict]]:
                     "seed": run.seed,
                     "epoch": run.epoch,
                     "split": study.split,
+                    "shards_split": study.shards_split,
                     "mean_class_accuracy": a.run_means[j][k],
                     "worst_class": names[worst],
                     "worst_class_accuracy": s.acc[k, worst],
@@ -293,6 +294,7 @@ def write_tables(study: Study, a: Analysis, options, out_dir: Path) -> tuple[dic
     summary = {
         "headline": a.headline,
         "split": study.split,
+        "shards_split": study.shards_split,
         "method": a.method,
         "reference": study.labels[a.ref],
         "best_mean": study.labels[a.best],
