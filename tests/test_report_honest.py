@@ -428,3 +428,17 @@ def test_test_split_results_are_preferred_when_every_run_has_them(tmp_path, caps
     assert main(["report", str(tmp_path), "--split", "test", "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--split test: 1 finished run(s) have no per_class_test.csv" in err
+
+
+def test_a_validation_repeated_after_a_resume_counts_once_with_its_last_rows(tmp_path):
+    """per_class.csv may be appended to: a validation repeated after a resume adds its epoch's rows again."""
+    for value in (0.0, 0.001):
+        for seed in (0, 1):
+            run = write_run(
+                tmp_path / f"wd{value}_{seed}", [f"wd.value={value}", f"seed={seed}"], [30, 40], [50, 50], ["a", "b"]
+            )
+            with open(run / "per_class.csv", "a") as fh:
+                fh.write(f"1,0,a,{20 + seed},50,0.4,,\n1,1,b,{45 - seed},50,0.9,,\n")  # epoch 1 again
+    build_report(tmp_path, tmp_path / "out", progress=False, console=_quiet())
+    cs = pd.read_csv(tmp_path / "out" / "class_settings.csv")
+    assert cs.correct.tolist() == [41, 89, 41, 89] and (cs.total == 100).all()

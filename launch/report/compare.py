@@ -13,7 +13,7 @@ import numpy as np
 from rich.console import Console
 
 from launch.report.progress import progress_bar
-from launch.report.read import Setting, Study
+from launch.report.read import Setting, Study, seed_mean
 from launch.report.runs import ReportError, parse_selector
 from launch.report.stats import Comparison, compare
 
@@ -57,9 +57,7 @@ def compare_settings(base: Setting, other: Setting, counts: str, options) -> Com
     b = (getattr(other, f"{counts}correct"), getattr(other, f"{counts}total"))
     reason = untested_reason(base, other)
     if reason:
-        with np.errstate(divide="ignore", invalid="ignore"):
-            mean = [np.nanmean(c / np.where(t > 0, t, np.nan), axis=0) for c, t in (a, b)]
-        return untested(mean[1] - mean[0], options.test, reason)
+        return untested(seed_mean(*b) - seed_mean(*a), options.test, reason)
     try:
         return compare(a, b, options.fdr, options.test, seeds=(base.seeds, other.seeds))
     except ValueError as e:
@@ -94,8 +92,7 @@ def analyse(study: Study, options, console: Console, progress: bool) -> Analysis
     # the best among the complete settings; while none is, the best so far (marked partial)
     pool = sorted(set(complete) | {ref}) if complete else [j for j, s in enumerate(settings) if not s.diverged]
     best = max(pool, key=lambda j: setting_mean[j])
-    with np.errstate(invalid="ignore"):
-        class_mean = np.stack([np.nanmean(s.acc, axis=0) for s in settings])
+    class_mean = np.stack([seed_mean(s.correct, s.total) for s in settings])
     if best != ref:
         focus = best
     elif len(settings) > 1:

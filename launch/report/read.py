@@ -32,6 +32,15 @@ from launch.report.runs import (
 SPLITS = ("auto", "test", "validation")
 
 
+def seed_mean(correct: np.ndarray, total: np.ndarray) -> np.ndarray:
+    """Per class: accuracy averaged over the runs (rows) that have images of it; NaN where none has."""
+    acc = correct / np.where(total > 0, total, np.nan)
+    seen = ~np.isnan(acc).all(axis=0)
+    out = np.full(acc.shape[1], np.nan)
+    out[seen] = np.nanmean(acc[:, seen], axis=0)
+    return out
+
+
 @dataclass
 class Setting:
     values: tuple

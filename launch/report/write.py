@@ -13,7 +13,7 @@ import pandas as pd
 from datamodules.configkit import atomic_write_text
 from launch.report import real
 from launch.report.compare import Analysis, method_line, tested_classes
-from launch.report.read import Study
+from launch.report.read import Study, seed_mean
 
 COMPARISON_COLUMNS = [
     "baseline",
@@ -94,8 +94,7 @@ def _flag(comp, c: int):
 
 
 def _real_mean(s):
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.nanmean(s.real_correct / np.where(s.real_total > 0, s.real_total, np.nan), axis=0)
+    return seed_mean(s.real_correct, s.real_total)
 
 
 def run_rows(study: Study, a: Analysis) -> tuple[list[dict], list[dict]]:
