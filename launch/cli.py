@@ -65,6 +65,8 @@ def _cmd_report(args) -> int:
         test=args.test,
         curves=args.curves,
         ignore=args.ignore,
+        split=args.split,
+        seeds=args.seeds,
     )
     report = build_report(args.paths, args.out, options, progress=not args.no_progress)
     print(report.headline)
@@ -153,6 +155,20 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="KEY",
         help="a config key (glob) that is not a setting; repeatable",
+    )
+    p.add_argument(
+        "--split",
+        default="auto",
+        choices=["auto", "test", "validation"],
+        help="results to report: test (per_class_test.csv), validation (per_class.csv); default auto: test "
+        "when every finished run has it",
+    )
+    p.add_argument(
+        "--seeds",
+        type=int,
+        default=0,
+        help="finished seeds a setting needs to be tested (default: the sweep spec's seeds, else the most any "
+        "setting has)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_report)

@@ -12,7 +12,7 @@ from rich.console import Console
 
 from launch.cli import main
 from launch.report import ReportError, ReportOptions, build_report
-from tests.synthetic_runs import write_run, write_sweep
+from tests.synthetic_runs import write_results, write_run, write_sweep
 
 HURT = [7, 42, 90]
 
@@ -51,10 +51,19 @@ def test_report_cli_finds_the_planted_drops_and_writes_every_output(planted_swee
     assert len(vs_ref) == 100 and (vs_ref.test == "moderated").all()
     lowered = vs_ref[vs_ref.significant & (vs_ref.change < 0)]
     assert set(lowered.class_index) == set(HURT)
-    headline = json.loads((out / "report.json").read_text())["headline"]
+    assert (~vs_ref.exploratory).all() and vs_ref.reason.isna().all()
+    summary = json.loads((out / "report.json").read_text(), parse_constant=pytest.fail)
+    headline = summary["headline"]
     worst = lowered.loc[lowered.change.idxmin()]
     assert f"significantly lowers 3 classes (worst: {worst.class_name}," in headline
-    assert headline in printed
+    assert headline.endswith("(5 seeds per setting, FDR 0.1, validation split)") and headline in printed
+    # 5 + 5 seeds: 8 residual df per class, 126 splits of the 10 runs
+    test = next(
+        t for t in summary["tests"] if t["baseline"] == "reference" and t["setting"] == "optim.label_smoothing=0.2"
+    )
+    assert (test["residual_df"], test["relabellings"], test["classes_tested"]) == (8, 126, 100)
+    assert np.allclose(vs_ref.df, 8 + test["prior_df"]) and test["method"].startswith("moderated t on the arcsine")
+    assert summary["method"] == test["method"] and summary["excluded_runs"] == [] and summary["runs_missing"] == 0
 
     cs = pd.read_csv(out / "class_settings.csv")
     assert len(cs) == 300 and set(cs.class_name) == set(names)
@@ -102,16 +111,30 @@ def test_report_errors_name_the_folder_and_the_fix(tmp_path, capsys):
 
 
 def test_unfinished_runs_are_left_out_with_a_note(planted_sweep, tmp_path, capsys):
-    root, _ = planted_sweep
+    root, names = planted_sweep
     sweep = tmp_path / "sweep"
     shutil.copytree(root / "ls0.0", sweep / "ls0.0")
     shutil.copytree(root / "ls0.1", sweep / "ls0.1")
-    (sweep / "ls0.1" / "seed4" / "run" / "per_class.csv").unlink()  # still training
+    running = sweep / "ls0.1" / "seed4" / "run"
+    write_results(running, [1] * 100, [50] * 100, names, validated=1)  # still training: 1 of 2 epochs validated
+    write_run(
+        sweep / "ls0.1" / "seed5" / "run",
+        ["optim.label_smoothing=0.1", "wd.value=0.0001", "seed=5"],
+        [],
+        [],
+        [],
+        validated=0,
+    )
     assert main(["report", str(sweep), "--no-progress"]) == 0
     captured = capsys.readouterr()
-    assert "1 folder(s) hold a config.yaml but no per_class.csv" in captured.err
-    assert str(sweep / "ls0.1" / "seed4" / "run") in captured.err
-    assert pd.read_csv(sweep / "report" / "settings.csv")["seeds"].tolist() == [5, 4]
+    assert "2 of 11 runs are not finished and are left out (2 incomplete)" in captured.err
+    assert f"{running}: incomplete, 1/2 epochs validated" in captured.err
+    assert f"{sweep / 'ls0.1' / 'seed5' / 'run'}: incomplete, 0/2 epochs validated: no validation yet" in captured.err
+    # the most seeds seen (6) is what every setting should have: ls0.0 lacks one too
+    assert "(3 of 12 runs still missing: partial settings are not tested)" in captured.out
+    settings = pd.read_csv(sweep / "report" / "settings.csv")
+    assert settings[["seeds", "seeds_expected", "status"]].values.tolist() == [[5, 6, "partial"], [4, 6, "partial"]]
+    assert (pd.read_csv(sweep / "report" / "runs.csv").epoch == 1).all()  # no epoch-0 results of the running seed
 
 
 def test_one_seed_per_setting_is_exploratory_and_reads_only_the_last_epoch(tmp_path):
@@ -121,9 +144,9 @@ def test_one_seed_per_setting_is_exploratory_and_reads_only_the_last_epoch(tmp_p
     report = build_report([tmp_path / "wd1", tmp_path / "wd0"], tmp_path / "out", progress=False)
     assert report.reference == "wd.value=0"
     comp = pd.read_csv(tmp_path / "out" / "comparisons.csv")
-    assert set(comp.test) == {"moderated"}
-    assert comp.significant.tolist() == [False, False, False, False]  # one seed: no seed-to-seed variance, no claim
-    assert comp.change.round(2).tolist() == [0.04, 0.04, 0.04, -0.7]
+    assert set(comp.test) == {"moderated"} and comp.exploratory.all()
+    assert comp.significant.isna().all() and comp.p_value.isna().all()  # one seed: no seed-to-seed variance, no claim
+    assert comp.change.round(2).tolist() == [0.04, 0.04, 0.04, -0.7]  # from the last epoch, not the halved first
     assert "(worst: c3, from 90% to 20%)" not in report.headline  # the best mean is the reference here
     assert report.best == "wd.value=0"
     summary = json.loads((tmp_path / "out" / "report.json").read_text(), parse_constant=pytest.fail)  # no NaN
@@ -206,7 +229,7 @@ def test_keys_of_any_config_section_work_and_the_weakest_setting_is_the_referenc
                 (run / "config.yaml").write_text(
                     f"seed: {seed}\nname: {run.name}\nout_dir: {tmp_path}\n"
                     f"aug:\n  rrc:\n    min_scale: {scale}\n  policy: rrc\nwd:\n  value: {wd}\n"
-                    "trainer:\n  progress_bar: false\n"
+                    "trainer:\n  progress_bar: false\n  max_epochs: 1\n"
                 )
                 good = 40 + int(10 * (1 - scale)) + seed
                 (run / "per_class.csv").write_text(
@@ -221,7 +244,7 @@ def test_keys_of_any_config_section_work_and_the_weakest_setting_is_the_referenc
     assert len(settings) == 6 and (settings.seeds == 2).all()
     assert report.best.startswith("rrc.min_scale=0.08")
     # 2 seeds per setting: the smallest possible p is 1/7, so no change of 3 classes can be significant
-    assert "significantly lowers no class" in report.headline
+    assert "no class can be called significant with 2 seeds per setting" in report.headline
     with pytest.raises(ReportError, match="'wd.value' is not one of the keys that vary"):
         build_report(tmp_path, tmp_path / "rep", ReportOptions(ignore=["wd.*"], reference="wd.value=0"), progress=False)
     console = Console(file=io.StringIO(), width=300)

@@ -2,7 +2,9 @@
 
 import json
 import shutil
+from html import escape
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -76,6 +78,20 @@ def test_report_of_a_real_sweep_has_every_class_and_setting(real_sweep, tmp_path
     html = (tmp_path / "rep" / "report.html").read_text()
     for name in ("airplane", "truck", "wd.value=0.05"):
         assert name in html
+    # every run finished (resume.json ends complete): all are replicates, none is left out
+    summary = json.loads((tmp_path / "rep" / "report.json").read_text(), parse_constant=pytest.fail)
+    assert (summary["runs"], summary["runs_missing"], summary["excluded_runs"]) == (4, 0, [])
+    assert summary["split"] == "validation" and "validation split" in summary["headline"]
+    assert summary["shards_split"] == "test"
+    assert escape("every run's last validation (per_class.csv), on the shards' test split") in html
+    assert (pd.read_csv(tmp_path / "rep" / "runs.csv").epoch == 0).all()
+    # 2 + 2 seeds: 2 residual df per class plus the prior's, 3 relabellings, 10 classes: stated with the p-values
+    test = summary["tests"][0]
+    assert (test["residual_df"], test["relabellings"], test["classes_tested"]) == (2, 3, 10)
+    assert test["p_floor"] == pytest.approx(1 / 21) and "2 residual + " in test["method"]
+    comp = pd.read_csv(tmp_path / "rep" / "comparisons.csv")
+    prior = test["prior_df"]
+    assert np.allclose(comp.df, 2 + (np.inf if prior == "inf" else prior)) and (~comp.exploratory).all()
 
 
 @pytest.mark.slow

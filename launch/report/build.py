@@ -13,7 +13,7 @@ from rich.console import Console
 
 from datamodules.configkit import bounded, choice, setting, validate
 from launch.report.compare import analyse
-from launch.report.read import read_study
+from launch.report.read import SPLITS, read_study
 from launch.report.render import draw_figures, write_html
 from launch.report.stats import DEFAULT_TEST, TESTS
 from launch.report.write import write_tables
@@ -38,6 +38,18 @@ class ReportOptions:
     test: str = choice(DEFAULT_TEST, TESTS, help="the per-class test (docs/statistics.md)")
     curves: int = bounded(3, 1, 20, help="most hurt and most helped classes drawn in the strength curves")
     ignore: list[str] = setting(default_factory=list, help="more config keys (glob patterns) that are not settings")
+    split: str = choice(
+        "auto",
+        SPLITS,
+        help="results reported: `test` (per_class_test.csv, the final model on the test split), `validation` "
+        "(per_class.csv's last validation); `auto`: `test` when every finished run has it",
+    )
+    seeds: int = bounded(
+        0,
+        0,
+        help="finished seeds a setting needs to be complete (and tested); 0: the sweep spec's seeds, else the "
+        "most runs any setting has",
+    )
     title: str = setting("classreg: class-dependence report", help="the HTML page's title")
 
 
@@ -70,11 +82,11 @@ def build_report(
     fig_dir = out_dir / "figures"
     fig_dir.mkdir(parents=True, exist_ok=True)
 
-    study = read_study(paths, tuple(options.ignore), console, progress)
+    study = read_study(paths, options, console, progress)
     analysis = analyse(study, options, console, progress)
     tables, files = write_tables(study, analysis, options, out_dir)
     figs = draw_figures(study, analysis, options, fig_dir, console, progress)
     files.update({f"figure_{k}": p for k, _, p in figs})
-    files["html"] = write_html(study, analysis, options, tables["settings"], figs, out_dir / "report.html")
+    files["html"] = write_html(study, analysis, options, tables, figs, out_dir / "report.html")
     labels = study.labels
     return Report(analysis.headline, files["html"], out_dir, files, labels[analysis.ref], labels[analysis.best])

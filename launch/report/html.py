@@ -64,7 +64,9 @@ def table_html(df: pd.DataFrame, table_id: str, text_columns=(), row_class=None)
     for i, row in enumerate(df.itertuples(index=False)):
         cells = []
         for c, v in zip(df.columns, row):
-            if c in text_columns:
+            if v is None or v is pd.NA:
+                cells.append("<td></td>")
+            elif c in text_columns:
                 cells.append(f'<td class="text">{html.escape(str(v))}</td>')
             elif isinstance(v, float):
                 cells.append("<td></td>" if pd.isna(v) else f'<td data-value="{v:.6g}">{v:.3g}</td>')
@@ -86,7 +88,18 @@ def render(
     class_row_class,
     figures: list[tuple[str, str, Path]],
     class_note: str = "",
+    sections: list[tuple[str, str, str, pd.DataFrame | None]] = (),
 ) -> str:
+    """``sections``: (id, heading, text, table or None), shown after the settings; text columns: object ones."""
+    extra = ""
+    for key, heading, text, df in sections:
+        table = ""
+        if df is not None:
+            texts = tuple(c for c in df.columns if df[c].dtype == object)
+            table = f'<div class="wide">{table_html(df, key + "-table", text_columns=texts)}</div>'
+        intro = f'<h2>{html.escape(heading)}</h2><p class="meta">{html.escape(text)}</p>'
+        extra += f'<section id="{key}">{intro}{table}</section>'
+    settings_text = ("setting", "role", "status", "seeds", "worst class")
     figs = "".join(
         f'<figure id="fig-{key}"><img alt="{html.escape(caption)}" src="{_img(path)}">'
         f"<figcaption>{html.escape(caption)}</figcaption></figure>"
@@ -99,7 +112,8 @@ def render(
 <p class="headline" id="headline">{html.escape(headline)}</p>
 <p class="meta">{html.escape(meta)}</p>
 <h2>Settings</h2>
-<div class="wide">{table_html(settings, "settings-table", text_columns=("setting", "role", "worst class"))}</div>
+<div class="wide">{table_html(settings, "settings-table", text_columns=settings_text)}</div>
+{extra}
 <h2>Figures</h2>
 {figs}
 <h2>Classes</h2>

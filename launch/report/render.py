@@ -9,7 +9,7 @@ import pandas as pd
 from rich.console import Console
 
 from datamodules.configkit import atomic_write_text
-from launch.report import figures
+from launch.report import figures, real, write
 from launch.report.compare import Analysis
 from launch.report.html import render
 from launch.report.progress import progress_bar
@@ -53,15 +53,19 @@ def draw_figures(
     keys, settings, names = study.keys, study.settings, study.class_names
     ref, best, focus = a.ref, a.best, a.focus
     class_mean, setting_mean, comparisons = a.class_mean, a.setting_mean, a.comparisons
-    labels = [s.label for s in settings]
+    labels = [s.display for s in settings]
     out = []
     with progress_bar(console, progress) as bar:
         task = bar.add_task("drawing figures", total=4)
         comp = comparisons.get(("reference", focus))
         if comp is not None:
             caption = (
-                f"Per-class change in accuracy from the reference ({labels[ref]}) to {labels[focus]}, "
-                f"sorted; coloured bars are significant at FDR {options.fdr:g}."
+                f"Per-class change in accuracy from the reference ({labels[ref]}) to {labels[focus]}, sorted; "
+                + (
+                    f"exploratory, so no bar is coloured: {comp.reason}."
+                    if comp.exploratory
+                    else f"coloured bars are significant at FDR {options.fdr:g}."
+                )
             )
             out.append(
                 (
@@ -123,33 +127,37 @@ def draw_figures(
     return out
 
 
-def write_html(study: Study, a: Analysis, options, settings_df: pd.DataFrame, figs, path: Path) -> Path:
-    settings, class_names, labels, keys, runs = study.settings, study.class_names, study.labels, study.keys, study.runs
-    ref, best, focus, class_mean, comparisons = a.ref, a.best, a.focus, a.class_mean, a.comparisons
-    comp = comparisons.get(("reference", focus))
-    class_table = pd.DataFrame(
+def _class_table(study: Study, a: Analysis) -> pd.DataFrame:
+    settings, names, ref, focus = study.settings, study.class_names, a.ref, a.focus
+    comp = a.comparisons.get(("reference", focus))
+    empty = np.full(len(names), np.nan)
+    table = pd.DataFrame(
         {
-            "class": class_names,
-            "index": np.arange(len(class_names)),
-            f"reference: {labels[ref]}": 100 * class_mean[ref],
-            f"{labels[focus]}": 100 * class_mean[focus],
-            "change": 100 * (comp.delta if comp else np.zeros(len(class_names))),
-            "p": comp.p_value if comp else np.ones(len(class_names)),
-            "q": comp.q_value if comp else np.ones(len(class_names)),
+            "class": names,
+            "index": np.arange(len(names)),
+            f"reference: {settings[ref].display}": 100 * a.class_mean[ref],
+            f"{settings[focus].display}": 100 * a.class_mean[focus],
+            "change": 100 * (comp.delta if comp else np.zeros(len(names))),
+            "p": comp.p_value if comp else empty,
+            "q": np.where(np.isfinite(comp.p_value), comp.q_value, np.nan) if comp else empty,
+            "df": comp.df if comp else empty,
         }
     )
+    real_comp = a.real_comparisons.get(("reference", focus))
+    if real_comp is not None:
+        table["ReaL change"] = 100 * real_comp.delta
+        table["ReaL q"] = np.where(np.isfinite(real_comp.p_value), real_comp.q_value, np.nan)
+        table["drop left under ReaL"] = real.drop_remaining(comp, real_comp)
     for j, s in enumerate(settings):
         if j not in (ref, focus):
-            class_table[s.label] = 100 * class_mean[j]
+            table[s.display] = 100 * a.class_mean[j]
+    return table
 
-    def row_class(i):
-        if comp is None or not comp.significant[i]:
-            return ""
-        return "sig-lower" if comp.delta[i] < 0 else "sig-higher"
 
+def _settings_table(study: Study, a: Analysis, settings_df: pd.DataFrame) -> pd.DataFrame:
     shown = {
         "setting": "setting",
-        "seeds": "seeds",
+        "status": "status",
         "mean_class_accuracy": "mean",
         "sd_over_seeds": "sd",
         "worst_class": "worst class",
@@ -158,20 +166,89 @@ def write_html(study: Study, a: Analysis, options, settings_df: pd.DataFrame, fi
         "lowered_vs_reference": "lowered",
         "raised_vs_reference": "raised",
     }
-    settings_table = settings_df[list(shown)].rename(columns=shown)
+    table = settings_df[list(shown)].rename(columns=shown).astype(object)
     for c in ("mean", "sd", "worst", "change"):
-        settings_table[c] = 100 * settings_table[c]
-    settings_table.insert(
-        1, "role", ["reference" if j == ref else "best mean" if j == best else "" for j in range(len(settings))]
+        table[c] = 100 * table[c].astype(float)
+    roles = {a.ref: "reference", a.best: "best mean"}
+    table.insert(1, "role", [roles.get(j, "") for j in range(len(settings_df))])
+    table.insert(3, "seeds", [f"{r.seeds}/{r.seeds_expected}" for r in settings_df.itertuples()])
+    return table
+
+
+def _sections(study: Study, a: Analysis, tables: dict) -> list:
+    tests = tables["tests"]
+    shown = tests[["baseline", "setting", "lowered", "raised", "method"]].astype(object)
+    out = [
+        (
+            "tests",
+            "Comparisons",
+            "Classes significantly lowered and raised per comparison, and what stands behind its p-values "
+            "(docs/statistics.md); exploratory comparisons show changes only.",
+            shown.rename(columns={"method": "test"}),
+        )
+    ]
+    if study.has_real:
+        summary = write.real_summaries(study, a)
+        main = next(
+            (r for r in summary if r["baseline"] == "reference" and r["setting"] == study.labels[a.focus]), None
+        )
+        text = (main["sentence"] + " " if main else "") + (
+            "Per class: the class table's ReaL columns; every comparison: comparisons.csv (real_*) and "
+            "report.json (real)."
+        )
+        out.append(("real", "ReaL labels (Kirichenko et al. 2023)", text, None))
+    excluded = tables["excluded_runs"]
+    if len(excluded):
+        cols = [c for c in ("run", "setting", "seed", "state", "last_epoch", "max_epochs", "reason") if c in excluded]
+        out.append(
+            (
+                "excluded",
+                "Runs left out",
+                f"{len(excluded)} run(s) are not finished (or have no results of the {study.split} split) and are "
+                f"not replicates; {study.missing_runs} of {study.expected_runs} runs are missing. "
+                "last_epoch: the last validated epoch (0-based). A setting with a run missing is partial: its "
+                "finished seeds' means are shown, never tested.",
+                excluded[cols].astype(object),
+            )
+        )
+    return out
+
+
+def write_html(study: Study, a: Analysis, options, tables: dict, figs, path: Path) -> Path:
+    settings, labels, ref, focus, comp = study.settings, study.labels, a.ref, a.focus, None
+    comp = a.comparisons.get(("reference", focus))
+
+    def row_class(i):
+        if comp is None or not comp.significant[i]:
+            return ""
+        return "sig-lower" if comp.delta[i] < 0 else "sig-higher"
+
+    results = (
+        "the final model of every run on the test split (per_class_test.csv)"
+        if study.split == "test"
+        else "every run's last validation (per_class.csv)"
+        + (f", on the shards' {study.shards_split} split" if study.shards_split else "")
     )
     meta = (
-        f"{len(runs)} runs, {len(settings)} settings, {len(class_names)} classes; varying keys: "
-        f"{', '.join(keys) or 'none'}; test: {options.test}, Benjamini-Hochberg FDR {options.fdr:g}. "
-        "Accuracies in %, changes in points."
+        f"{len(study.runs)} finished runs, {len(settings)} settings, {len(study.class_names)} classes; results: "
+        f"{results}; varying keys: {', '.join(study.keys) or 'none'}. Test ({labels[ref]} -> "
+        f"{labels[focus]}): {a.method}. Accuracies in %, changes in points."
     )
     note = (
         f"Red rows: significantly lower under {labels[focus]} than under the reference {labels[ref]}; "
-        "green rows: significantly higher. Change and p, q: from the reference to that setting."
+        "green rows: significantly higher. Change, p, q and df: from the reference to that setting"
+        + (f"; exploratory: {comp.reason}." if comp is not None and comp.exploratory else ".")
     )
-    atomic_write_text(path, render(options.title, a.headline, meta, settings_table, class_table, row_class, figs, note))
+    page = render(
+        options.title,
+        a.headline,
+        meta,
+        _settings_table(study, a, tables["settings"]),
+        _class_table(study, a),
+        row_class,
+        figs,
+        note,
+        _sections(study, a, tables),
+    )
+    atomic_write_text(path, page)
     return path

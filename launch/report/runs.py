@@ -1,59 +1,77 @@
-"""Find run folders, read their last per-class results, and group them into regularization settings.
+"""Find run folders, read their config and per-class results, and tell their settings apart.
 
-A run folder holds ``config.yaml`` and ``per_class.csv``. A *setting* is the tuple of config values at the
-dotted keys that differ between runs, leaving out the seed (seeds are the replicates) and bookkeeping keys.
+A run folder holds ``config.yaml`` (written when `classreg fit` starts, or by `classreg sweep submit` for a
+point not run yet); after its first validation ``per_class.csv`` (every validation), and at the end of a fit
+whose model selection used a separate validation split, ``per_class_test.csv`` (the final model on the test
+split). A *setting* is the tuple of config values at the dotted keys that differ between runs, leaving out
+the seed (seeds are the replicates) and the bookkeeping keys below.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import hashlib
+import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 import pandas as pd
 from omegaconf import OmegaConf
 
 from launch.config import run_key_facts
 from launch.report.errors import ReportError  # noqa: F401  (raised here, importable from here)
+from launch.report.finished import RunState
 
 SEED_KEY = "seed"
-# Keys that name, place or display a run, or only change how fast it runs: never a regularization setting.
-BOOKKEEPING_KEYS = (
-    "name",
-    "out_dir",
-    "data.root",
-    "data.num_workers",
-    "data.backend",
-    "trainer.progress_bar",
-    "trainer.accelerator",
-    "trainer.devices",
-    "trainer.num_nodes",
-    "trainer.log_every_n_steps",
-    "trainer.check_val_every_n_epoch",
-    "wandb.*",
-    "slurm.*",
-    "sweep.*",
-    "executor.*",
-    "launcher.*",
-)
+# Keys that provably change neither what a run trains on nor how, nor which results it writes: never a
+# setting. Each with the reason. Every other key is a setting, among them (once bookkeeping here):
+#   data.backend: torchvision's and DALI's augmentations are not shown to draw from the same distribution;
+#   data.num_workers: ShardStream splits the shards and seeds the shuffle buffer per (rank, worker), so
+#     another count gives another order and other batches;
+#   trainer.devices, trainer.num_nodes: the world size sets the global batch (and the lr, with linear
+#     scaling) and splits the data per rank;
+#   trainer.accelerator: CPU runs fall back to 32-bit precision; other kernels;
+#   trainer.check_val_every_n_epoch: which epoch the last per_class.csv rows come from, and every validation
+#     draws from the global RNG that seeds the next training loader's workers.
+# data.root is compared by content instead (``data_identity``): two folders holding the same shards
+# (every shard's sha256, the class names) are one setting; otherwise, or when a manifest cannot be read, the
+# paths are compared.
+BOOKKEEPING_KEYS = {
+    "name": "names the run folder and the W&B run; nothing that trains reads it",
+    "out_dir": "the folder that holds the run folder",
+    "trainer.progress_bar": "display only",
+    "trainer.log_every_n_steps": "how often scalars are logged; nothing that trains reads it",
+    "logger.*": "where and whether W&B logs go (project, entity, group, mode)",
+    "metrics.confusion_matrix": "writes one more file after each validation; the counts are the same",
+    "metrics.worst_fraction": "one summary number of metrics.json; per_class.csv is the same",
+}
 WEAK_WORDS = {"none", "off", "false", "", "null", "identity"}
+RESULTS = {"validation": "per_class.csv", "test": "per_class_test.csv"}
+COLUMNS = ["class_index", "class_name", "correct", "total"]
+REAL_COLUMNS = ["real_correct", "real_total"]
 
 
 @dataclass
 class Run:
     path: Path
     config: dict  # flattened: dotted key -> value
-    per_class: pd.DataFrame  # class_index, class_name, correct, total, accuracy of the last epoch
-    epoch: int
+    state: RunState
+    per_class: Optional[pd.DataFrame] = None  # COLUMNS (+ REAL_COLUMNS when ReaL was on) of the report's split
+    epoch: Optional[int] = None  # the epoch of those results
 
     @property
     def seed(self):
         return self.config.get(SEED_KEY)
 
+    @property
+    def has_real(self) -> bool:
+        return self.per_class is not None and set(REAL_COLUMNS) <= set(self.per_class.columns)
+
 
 def find_runs(paths: list[str | Path]) -> list[Path]:
-    """Run folders given directly, or found (recursively) under the given folders, in a stable order."""
+    """Run folders with results (config.yaml and per_class.csv), given directly or found under the folders."""
     found: list[Path] = []
     for p in map(Path, paths):
         if not p.exists():
@@ -71,20 +89,40 @@ def find_runs(paths: list[str | Path]) -> list[Path]:
     return unique
 
 
-def unfinished_runs(paths: list[str | Path]) -> list[Path]:
-    """Folders holding a run config (written when `classreg fit` starts) but no per_class.csv yet."""
-    pending = []
+def _load_tree(path: Path):
+    return OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+
+
+def read_run_folders(paths: list[str | Path]) -> list[tuple[Path, dict]]:
+    """(folder, flattened config) of every run folder given or under the given folders, finished or not.
+
+    A run folder holds a run's config.yaml (with ``data`` and ``trainer`` sections); other config.yaml files
+    are not runs, unless a per_class.csv next to one says it should be (then it must parse)."""
+    found = []
     for p in map(Path, paths):
-        for cfg in sorted(p.rglob("config.yaml")) if p.is_dir() else []:
-            if (cfg.parent / "per_class.csv").is_file():
-                continue
-            try:
-                tree = OmegaConf.to_container(OmegaConf.load(cfg))
-            except Exception:
-                continue
-            if isinstance(tree, dict) and {"data", "trainer"} <= set(tree):
-                pending.append(cfg.parent)
-    return pending
+        if not p.exists():
+            raise ReportError(f"'{p}' does not exist: give a sweep folder or run folders")
+        found += [p] if (p / "config.yaml").is_file() else sorted(c.parent for c in p.rglob("config.yaml"))
+    out, taken = [], set()
+    for folder in sorted(dict.fromkeys(f.resolve() for f in found)):
+        if any(parent in taken for parent in folder.parents):
+            continue  # inside a run folder: W&B's own files/config.yaml, not a run
+        cfg_path = folder / "config.yaml"
+        try:
+            tree = _load_tree(cfg_path)
+        except Exception as e:
+            if (folder / "per_class.csv").is_file():
+                raise ReportError(f"cannot read {cfg_path}: {e}") from None
+            continue
+        if isinstance(tree, dict) and ({"data", "trainer"} <= set(tree) or (folder / "per_class.csv").is_file()):
+            out.append((folder, flatten(tree)))
+            taken.add(folder)
+    if not out:
+        raise ReportError(
+            f"no run folders under {', '.join(map(str, paths))}: a run folder holds config.yaml and, after "
+            "its first validation, per_class.csv (`classreg fit`, `classreg sweep submit`)"
+        )
+    return out
 
 
 def flatten(tree, prefix: str = "") -> dict:
@@ -98,23 +136,31 @@ def flatten(tree, prefix: str = "") -> dict:
     return out
 
 
-def read_run(path: Path) -> Run:
-    cfg_path, csv_path = path / "config.yaml", path / "per_class.csv"
-    try:
-        config = flatten(OmegaConf.to_container(OmegaConf.load(cfg_path), resolve=False))
-    except Exception as e:
-        raise ReportError(f"cannot read {cfg_path}: {e}") from None
+def read_results(path: Path, split: str) -> tuple[pd.DataFrame, int]:
+    """The last epoch's per-class counts of ``split`` (a repeated epoch: its last rows), and that epoch."""
+    csv_path = path / RESULTS[split]
     table = pd.read_csv(csv_path)
-    missing = {"epoch", "class_index", "class_name", "correct", "total"} - set(table.columns)
+    missing = {"epoch", *COLUMNS} - set(table.columns)
     if missing:
         raise ReportError(f"{csv_path} lacks the columns {sorted(missing)}; rewrite it with `classreg fit`")
     if table.empty:
         raise ReportError(f"{csv_path} has no rows yet: the run has not finished a validation")
     epoch = int(table["epoch"].max())
-    last = table[table["epoch"] == epoch].sort_values("class_index").reset_index(drop=True)
-    last = last[["class_index", "class_name", "correct", "total"]].astype({"correct": int, "total": int})
-    last["accuracy"] = last["correct"] / last["total"].where(last["total"] > 0)
-    return Run(path, config, last, epoch)
+    last = table[table["epoch"] == epoch].drop_duplicates("class_index", keep="last").sort_values("class_index")
+    with_real = set(REAL_COLUMNS) <= set(last.columns) and last[REAL_COLUMNS].notna().all().all()
+    last = last[COLUMNS + (REAL_COLUMNS if with_real else [])].reset_index(drop=True)
+    return last.astype({c: int for c in last.columns if c != "class_name"}), epoch
+
+
+def data_identity(root) -> Optional[str]:
+    """A fingerprint of a shard folder's content (every shard's sha256, the class names); None if unreadable."""
+    try:
+        manifest = json.loads((Path(root) / "manifest.json").read_text())
+        classes = json.loads((Path(root) / "classes.json").read_text())
+        shards = {split: [s["sha256"] for s in info["shards"]] for split, info in manifest["splits"].items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+    return hashlib.sha256(json.dumps([shards, classes], sort_keys=True).encode()).hexdigest()
 
 
 def _matches(key: str, patterns) -> bool:
