@@ -342,6 +342,19 @@ def test_dali_sample_keys_come_from_the_public_source_info_output(cifar_shards):
     assert len(keys) == len(set(keys)) == 70 and all(k.rsplit("_", 1)[0] in dm.class_names for k in keys)
 
 
+def test_datamodules_read_nothing_until_setup(tmp_path):
+    from datamodules.dali_backend.datamodule import DaliDataModule
+    from datamodules.shards.format import ShardError
+    from datamodules.torchvision_backend.datamodule import ShardDataModule
+    from lightning_modules.augment import ImageTransforms
+
+    cfg = load_config(None, [f"data.root={tmp_path / 'not-yet'}"])
+    for module in (ShardDataModule, DaliDataModule):
+        dm = module(cfg.data, ImageTransforms.of(cfg.aug, cfg.data))  # the folder does not exist yet
+        with pytest.raises(ShardError, match="not-yet"):
+            dm.setup("fit")
+
+
 def _fit_lines(out: str) -> dict[str, int]:
     return {what: out.count(what) for what in ("resuming ", "Per-class validation accuracy", "mean class accuracy")}
 
