@@ -9,9 +9,9 @@ import sys
 def _cmd_plan(a) -> int:
     from launch.sweep.folder import Sweep, measured_epoch_minutes
     from launch.sweep.report import plan_summary, print_plan
-    from launch.sweep.spec import find_spec, load_spec, resolve_points
+    from launch.sweep.spec import load_spec, locate_spec, resolve_points
 
-    a.spec = find_spec(a.spec)
+    a.spec = locate_spec(a.spec)
     spec = load_spec(a.spec)
     points = resolve_points(spec, a.spec)
     minutes, source = a.epoch_minutes, "--epoch-minutes"
@@ -52,9 +52,9 @@ def _submit_and_report(sweep, dry_run: bool, hold: bool = False) -> int:
 
 def _cmd_submit(a) -> int:
     from launch.sweep.folder import materialise
-    from launch.sweep.spec import find_spec
+    from launch.sweep.spec import locate_spec
 
-    sweep, new, total = materialise(find_spec(a.spec), a.dir)
+    sweep, new, total = materialise(locate_spec(a.spec), a.dir)
     print(f"sweep {sweep.name} in {sweep.dir}: {total} points ({new} new)")
     return _submit_and_report(sweep, a.dry_run, a.hold)
 

@@ -117,7 +117,7 @@ class Point:
     config: RunConfig
 
 
-def find_spec(name_or_path: str | Path) -> Path:
+def locate_spec(name_or_path: str | Path) -> Path:
     """A sweep spec file, or the packaged spec of that name (`paper_grid`, `configs/sweeps/paper_grid.yaml`)."""
     found = resources.find_config(name_or_path, resources.SWEEPS)
     if found is None:
@@ -129,9 +129,9 @@ def find_spec(name_or_path: str | Path) -> Path:
 
 
 def load_spec(path: str | Path) -> SweepSpec:
-    """The spec in the file ``path`` (`find_spec` resolves a packaged name first)."""
+    """The spec in the file ``path`` (`locate_spec` resolves a packaged name first)."""
     if not Path(path).is_file():
-        find_spec(path)  # the error, naming the packaged specs
+        locate_spec(path)  # the error, naming the packaged specs
     try:
         return load_config(path, schema=SweepSpec)
     except ConfigError as e:
