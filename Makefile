@@ -6,16 +6,30 @@ STAMP := $(VENV)/.installed
 FASHION_MNIST := /usr/share/datasets/fashion-mnist
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-fast lint docs bench bench-gpu fashion-mnist chromium slurm clean
+.PHONY: install lock demo test test-fast lint docs bench bench-gpu fashion-mnist chromium slurm clean
 
 install: $(STAMP)
 
+# The lock (requirements.txt: every package, transitive ones included, at one version), then imagenet-x without
+# its dependencies, then classreg itself, editable. Its dependencies are all in the lock already: --no-deps only
+# spares pip a second resolution, and --no-build-isolation building it with the lock's setuptools.
 $(STAMP): requirements.txt requirements-nodeps.txt setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.txt
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -r requirements-nodeps.txt
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	$(BIN)/pip check
 	touch $@
+
+# Regenerate requirements.txt from the ranges in setup.cfg (install_requires and the dali-cuda13 and test extras,
+# so that CI runs the DALI tests) and requirements-pins.in, with pip-tools in its own venv. Versions already in
+# requirements.txt are kept; move one with `make lock LOCK_ARGS="--upgrade-package NAME"`.
+LOCK_ARGS ?=
+lock:
+	test -x .venv-lock/bin/pip-compile || ($(PYTHON) -m venv .venv-lock && .venv-lock/bin/pip install --quiet pip-tools==7.6.2)
+	CUSTOM_COMPILE_COMMAND="make lock" .venv-lock/bin/pip-compile --quiet --allow-unsafe --strip-extras \
+		--no-emit-index-url --no-emit-find-links --extra=dali-cuda13 --extra=test $(LOCK_ARGS) \
+		--output-file=requirements.txt setup.cfg requirements-pins.in
 
 # Fashion-MNIST from Debian (package dataset-fashion-mnist) when we are root and it is missing;
 # otherwise `classreg demo` explains what to do.

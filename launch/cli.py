@@ -13,14 +13,42 @@ DESCRIPTION = "classreg: measure how regularization changes a classifier class b
 
 def _cmd_fit(args) -> int:
     from launch.config import load_config
+    from launch.resources import resolve_config
 
-    cfg = load_config(args.config, args.overrides)  # fails here, before any work, on a bad key or value
+    preset = resolve_config(args.config) if args.config else None
+    cfg = load_config(preset, args.overrides)  # fails here, before any work, on a bad key or value
+    if args.print_config:
+        from datamodules.configkit import dump_yaml
+
+        print(dump_yaml(cfg), end="")
+        return 0
     from launch.fit import fit
     from launch.per_class_table import print_per_class
 
     fit(cfg)
     print_per_class(cfg.run_dir)
     return 0
+
+
+def _cmd_presets(args) -> int:
+    from launch import resources
+
+    for folder, title, use in (
+        (resources.PRESETS, "presets", "classreg fit -c NAME"),
+        (resources.SWEEPS, "sweep specs", "classreg sweep plan NAME"),
+        (resources.TRANSFER, "downstream configs", "classreg transfer D --downstream NAME"),
+    ):
+        print(f"{title} ({use}):")
+        for name, path in resources.packaged(folder).items():
+            print(f"  {name:<22} {resources.summary(path)}")
+    print(f"(packaged in {resources.configs_dir()}; copy one to edit it)")
+    return 0
+
+
+def _presets_epilog() -> str:
+    from launch import resources
+
+    return "packaged presets (`classreg presets`): " + ", ".join(resources.packaged())
 
 
 def _cmd_shard(args) -> int:
@@ -75,19 +103,31 @@ def _cmd_report(args) -> int:
 
 
 def _cmd_transfer(args) -> int:
+    from launch.resources import TRANSFER, resolve_config
     from launch.transfer import run_transfer
+
+    args.downstream = resolve_config(args.downstream, TRANSFER)
 
     return run_transfer(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from launch import __version__
+
     parser = argparse.ArgumentParser(prog="classreg", description=DESCRIPTION)
+    parser.add_argument("--version", action="version", version=f"classreg {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("fit", help="train one configuration")
-    p.add_argument("--config", "-c", help="YAML preset (see configs/)")
+    p = sub.add_parser("fit", help="train one configuration", epilog=_presets_epilog())
+    p.add_argument("--config", "-c", metavar="PRESET", help="a YAML file, or the name of a packaged preset")
+    p.add_argument(
+        "--print-config", action="store_true", help="print the resolved config as YAML and exit (nothing is run)"
+    )
     p.add_argument("overrides", nargs="*", metavar="key.path=value", help="e.g. wd.value=5e-5 aug.rrc.min_scale=0.5")
     p.set_defaults(func=_cmd_fit)
+
+    p = sub.add_parser("presets", help="list the packaged presets, sweep specs and downstream configs")
+    p.set_defaults(func=_cmd_presets)
 
     p = sub.add_parser("shard", help="write WebDataset shards from an image-folder tree or Fashion-MNIST")
     p.add_argument(
@@ -178,7 +218,11 @@ def build_parser() -> argparse.ArgumentParser:
         "path", metavar="D", help="a sweep folder (searched for run folders with checkpoints) or a run folder"
     )
     p.add_argument(
-        "--downstream", "-d", required=True, metavar="CONFIG", help="YAML: the downstream data and probe training"
+        "--downstream",
+        "-d",
+        required=True,
+        metavar="CONFIG",
+        help="YAML: the downstream data and probe training (a file or a packaged name, e.g. linear_probe)",
     )
     p.add_argument("--out", "-o", default=None, help="where the probe runs go (default D-transfer)")
     p.add_argument("--report", action="store_true", help="then run `classreg report` on the probe runs")

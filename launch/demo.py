@@ -14,15 +14,16 @@ from datamodules.configkit import atomic_write_text, dump_yaml
 from datamodules.shards.format import MANIFEST
 from datamodules.sources.fashion_mnist import shard_fashion_mnist
 from launch.report import build_report
+from launch.resources import SWEEPS, resolve_config
 from launch.sweep.folder import materialise
 from launch.sweep.local import LocalExecutor
 
-DEMO_SPEC = Path(__file__).resolve().parent.parent / "configs" / "sweeps" / "fashion_mnist_demo.yaml"
+DEMO_SPEC = "sweeps/fashion_mnist_demo"  # packaged (launch/resources.py)
 
 
 def demo_spec(workdir: Path, shards: Path, overrides: list[str]) -> Path:
     """The shipped demo spec with this machine's shard folder and the user's overrides added."""
-    spec = yaml.safe_load(DEMO_SPEC.read_text())
+    spec = yaml.safe_load(resolve_config(DEMO_SPEC, SWEEPS).read_text())
     spec["overrides"] = [*spec.get("overrides", []), f"data.root={shards.resolve()}", *overrides]
     path = workdir / "demo_sweep.yaml"
     atomic_write_text(path, dump_yaml(spec), durable=False)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import warnings
 
 import pytorch_lightning as pl
+from pytorch_lightning.utilities import rank_zero_only
 
 from launch.config import RunConfig, save_resolved
 from launch.resume import find_resume_checkpoint, keep_previous_log
@@ -19,10 +21,21 @@ from lightning_modules.classifier import Classifier
 from lightning_modules.trainer import build_trainer
 from lightning_modules.wandb_logging import wandb_loggers_and_callbacks
 
-# Outside SLURM, Lightning warns about every `srun` on PATH; inside it, SLURMEnvironment is used anyway.
-warnings.filterwarnings("ignore", message=".*`srun` command is available.*")
-# ShardStream splits its data per rank and worker itself, so its __len__ is right.
-warnings.filterwarnings("ignore", message=".*Your `IterableDataset` has `__len__` defined.*")
+# Warnings that are wrong about a classreg fit, silenced only while it runs (`quiet_known_warnings`).
+KNOWN_WARNINGS = (
+    # outside SLURM, Lightning warns about every `srun` on PATH; inside it, SLURMEnvironment is used anyway
+    ".*`srun` command is available.*",
+    # ShardStream splits its data per rank and worker itself, so its __len__ is right
+    ".*Your `IterableDataset` has `__len__` defined.*",
+)
+
+
+@contextlib.contextmanager
+def quiet_known_warnings(*extra: str):
+    with warnings.catch_warnings():
+        for message in (*KNOWN_WARNINGS, *extra):
+            warnings.filterwarnings("ignore", message=message)
+        yield
 
 
 def build_datamodule(cfg: RunConfig, choices: runtime.RuntimeChoices | None = None):
@@ -51,9 +64,9 @@ def fit(cfg: RunConfig, extra_callbacks: list = ()) -> dict:
     save_resolved(cfg, run_dir / "config.yaml")
     model = Classifier.from_config(cfg, data.class_names)
     ckpt_path = find_resume_checkpoint(run_dir)  # hpc checkpoint after a requeue, else last.ckpt, else None
-    if ckpt_path is not None:
+    if ckpt_path is not None and rank_zero_only.rank == 0:  # (the rank from the environment: no Trainer yet)
         print(f"resuming {run_dir} from {ckpt_path}", flush=True)
-        keep_previous_log(run_dir)  # the CSV logger would delete the scalars logged before the restart
+        keep_previous_log(run_dir)  # the CSV logger (rank 0) would delete the scalars logged before the restart
     loggers, callbacks = wandb_loggers_and_callbacks(cfg.logger, cfg.name, run_dir)
     callbacks = [
         PerClassResultsWriter(run_dir, data.class_names, cfg.metrics.worst_fraction),
@@ -63,9 +76,15 @@ def fit(cfg: RunConfig, extra_callbacks: list = ()) -> dict:
         *callbacks,
         *extra_callbacks,
     ]
-    trainer = build_trainer(
-        cfg.trainer, run_dir, callbacks, loggers, precision=choices.precision, cudnn_benchmark=choices.cudnn_benchmark
-    )
-    trainer.fit(runtime.prepare_module(model, choices), datamodule=data, ckpt_path=ckpt_path)
+    with quiet_known_warnings():
+        trainer = build_trainer(
+            cfg.trainer,
+            run_dir,
+            callbacks,
+            loggers,
+            precision=choices.precision,
+            cudnn_benchmark=choices.cudnn_benchmark,
+        )
+        trainer.fit(runtime.prepare_module(model, choices), datamodule=data, ckpt_path=ckpt_path)
     metrics_path = run_dir / "metrics.json"
     return json.loads(metrics_path.read_text()) if metrics_path.exists() else {}

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pytorch_lightning.utilities import rank_zero_only
 from rich.console import Console
 from rich.table import Table
 
 from lightning_modules.metrics.results_files import read_per_class_csv
 
 
+@rank_zero_only  # after a DDP fit every rank returns here; the table is printed once
 def print_per_class(run_dir: str | Path, console: Console | None = None, highlight: int = 3) -> None:
     console = console or Console()
     rows = read_per_class_csv(Path(run_dir) / "per_class.csv")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,7 +27,7 @@ from lightning_modules.trainer import TrainerConfig
 from lightning_modules.weight_decay import WeightDecayConfig
 
 # The frozen backbone is in eval mode on purpose (its batch-norm statistics stay the upstream ones).
-warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode at the start of training.*")
+EVAL_MODE_WARNING = r".*module\(s\) in eval mode at the start of training.*"
 
 
 class TransferError(ClassregError):
@@ -89,6 +88,7 @@ def probe_one(upstream_dir: Path, out_dir: Path, transfer: TransferConfig) -> Pa
     import pytorch_lightning as pl
 
     from datamodules.torchvision_backend.datamodule import ShardDataModule
+    from launch.fit import quiet_known_warnings
     from lightning_modules import runtime
     from lightning_modules.augment import ImageTransforms
     from lightning_modules.callbacks.per_class_results import PerClassResultsWriter
@@ -114,14 +114,15 @@ def probe_one(upstream_dir: Path, out_dir: Path, transfer: TransferConfig) -> Pa
     except ValueError as e:
         raise TransferError(f"{ckpt}: {e}; was it written by `classreg fit` with this config.yaml?") from None
     choices = runtime.resolve(cfg.trainer)
-    trainer = build_trainer(
-        cfg.trainer,
-        out_dir,
-        [PerClassResultsWriter(out_dir, data.class_names)],
-        precision=choices.precision,
-        cudnn_benchmark=choices.cudnn_benchmark,
-    )
-    trainer.fit(model, datamodule=data)
+    with quiet_known_warnings(EVAL_MODE_WARNING):
+        trainer = build_trainer(
+            cfg.trainer,
+            out_dir,
+            [PerClassResultsWriter(out_dir, data.class_names)],
+            precision=choices.precision,
+            cudnn_benchmark=choices.cudnn_benchmark,
+        )
+        trainer.fit(model, datamodule=data)
     return out_dir
 
 

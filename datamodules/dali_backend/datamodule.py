@@ -12,12 +12,13 @@ from pytorch_lightning.utilities import rank_zero_info
 
 from datamodules.base import ShardsDataModule
 from datamodules.dali_backend.loader import DaliLoader, batches_per_epoch
-from datamodules.dali_backend.pipeline import build_pipeline, decode_device, shard_files
+from datamodules.dali_backend.pipeline import build_pipeline, decode_device, require_dali, shard_files
 from datamodules.shards.format import ShardError
 
 
 class DaliDataModule(ShardsDataModule):
     def __init__(self, cfg, transforms, seed: int = 0):
+        require_dali()  # which extra to install, before any work
         super().__init__(cfg, transforms, seed)
         self.device = decode_device(cfg.decode_device)
         self._loaders: dict[tuple[str, bool], DaliLoader] = {}
@@ -53,6 +54,7 @@ class DaliDataModule(ShardsDataModule):
             seed=(self.seed * 1_000_003 + rank * 7919 + (0 if train else 1)) % 2**31,
             graph=self.train_graph if train else self.eval_graph,
             shuffle_buffer=self.cfg.shuffle_buffer if train else 0,
+            with_keys=with_keys,
         )
         return DaliLoader(
             pipe,

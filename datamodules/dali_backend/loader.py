@@ -7,7 +7,7 @@ import re
 
 import torch
 
-from datamodules.dali_backend.pipeline import READER
+from datamodules.dali_backend.pipeline import READER, decode_keys
 from datamodules.shards.format import ShardError
 
 _END = object()
@@ -31,27 +31,11 @@ def _explain(error: RuntimeError) -> Exception:
     )
 
 
-def _keyed_iterator_class():
-    from nvidia.dali.plugin.pytorch import DALIGenericIterator
-
-    class KeyedIterator(DALIGenericIterator):
-        """Also keeps the sample keys of the latest batch, from DALI's source info ('shard.tar:offset:key.lbl')."""
-
-        last_keys: list[str] = []
-
-        def _get_outputs(self):
-            outputs = super()._get_outputs()
-            labels = outputs[0][1]
-            self.last_keys = [labels[i].source_info().rsplit(":", 2)[2].rsplit(".", 1)[0] for i in range(len(labels))]
-            return outputs
-
-    return KeyedIterator
-
-
 class DaliLoader:
     """An iterable of (images, labels) batches over one DALI pipeline, ``len()`` batches per epoch.
 
-    ``with_keys``: (images, labels, keys) batches, keys being the samples' WebDataset keys.
+    ``with_keys``: (images, labels, keys) batches, keys being the samples' WebDataset keys (the pipeline must be
+    built ``with_keys`` too: its third output).
 
     It lives for the whole fit (Lightning asks for the loader every epoch; the pipeline and its shuffle state
     are kept). If Lightning stops early (``limit_*_batches``), a training epoch continues where it stopped the
@@ -62,10 +46,9 @@ class DaliLoader:
         from nvidia.dali.plugin.base_iterator import LastBatchPolicy
         from nvidia.dali.plugin.pytorch import DALIGenericIterator
 
-        iterator_class = _keyed_iterator_class() if with_keys else DALIGenericIterator
-        self.iterator = iterator_class(
+        self.iterator = DALIGenericIterator(
             [pipe],
-            ["images", "labels"],
+            ["images", "labels", *(["keys"] if with_keys else [])],
             reader_name=READER,
             last_batch_policy=LastBatchPolicy.PARTIAL,
             auto_reset=True,
@@ -82,7 +65,7 @@ class DaliLoader:
         try:
             for out in self.iterator:
                 labels = out[0]["labels"].view(-1).long()
-                keys = (self.iterator.last_keys[: len(labels)],) if self.with_keys else ()
+                keys = (decode_keys(out[0]["keys"]),) if self.with_keys else ()
                 yield (out[0]["images"], labels, *keys)
         except RuntimeError as e:
             raise _explain(e) from None

@@ -5,10 +5,26 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable, Optional
 
+from datamodules.configkit import ConfigError
 from datamodules.shards.format import IMAGE_KEYS, LABEL_EXT, ShardError
 
 READER = "shards"  # the reader's name: the iterator reads epoch sizes and shard splits from it
 IMAGE_EXTS = ";".join(IMAGE_KEYS)
+DALI_EXTRAS = (
+    'pip install "classreg[dali-cuda12]" (CUDA 12 drivers) or "classreg[dali-cuda13]" (CUDA 13), '
+    'from a clone pip install ".[dali-cuda12]"'
+)
+
+
+def require_dali() -> None:
+    """A ConfigError saying which extra to install when NVIDIA DALI cannot be imported."""
+    try:
+        import nvidia.dali  # noqa: F401
+    except ImportError as e:
+        raise ConfigError(
+            f"data.backend=dali needs NVIDIA DALI, which cannot be imported here ({e}): {DALI_EXTRAS}; "
+            "or use data.backend=torchvision"
+        ) from None
 
 
 def decode_device(requested: str = "auto") -> str:
@@ -18,6 +34,12 @@ def decode_device(requested: str = "auto") -> str:
     import torch
 
     return "mixed" if torch.cuda.is_available() else "cpu"
+
+
+def decode_keys(keys) -> list[str]:
+    """The WebDataset keys of a batch's ``keys`` output (uint8 rows of ``shard.tar:offset:key.cls``, zero-padded)."""
+    infos = (bytes(row).rstrip(b"\0").decode() for row in keys.tolist())
+    return [info.rsplit(":", 2)[2].rsplit(".", 1)[0] for info in infos]
 
 
 def shard_files(root: Path, split_info: dict, split: str) -> tuple[list[str], list[str]]:
@@ -64,16 +86,19 @@ def build_pipeline(
     seed: int,
     graph: Callable,
     shuffle_buffer: int = 0,
+    with_keys: bool = False,
 ):
     """The training (augmented, shuffled) or evaluation pipeline of one rank.
 
     ``graph`` builds the decoding and augmentation operators: ``graph(encoded, labels, device)`` for training,
     ``graph(encoded, device)`` for evaluation (lightning_modules/augment/image_transforms.py provides both).
 
-    Outputs ``images`` (float CHW, normalized) and ``labels`` (int32, shape (1,)). Every rank reads the
-    contiguous part ``shard_id`` of ``num_shards`` of the samples (training moves on to the next part every
-    epoch, evaluation keeps its part); with ``pad_last_batch`` the reader pads it to whole batches, and the
-    iterator (``LastBatchPolicy.PARTIAL``) drops the padding again.
+    Outputs ``images`` (float CHW, normalized) and ``labels`` (int32, shape (1,)); ``with_keys`` adds ``keys``:
+    each sample's DALI source info (``shard.tar:offset:key.cls``, the public ``source_info`` property) as uint8,
+    zero-padded to the longest in the batch (see `decode_keys`). Every rank reads the contiguous part ``shard_id``
+    of ``num_shards`` of the samples (training moves on to the next part every epoch, evaluation keeps its part);
+    with ``pad_last_batch`` the reader pads it to whole batches, and the iterator (``LastBatchPolicy.PARTIAL``)
+    drops the padding again.
     """
     from nvidia.dali import fn, pipeline_def, types
 
@@ -96,7 +121,9 @@ def build_pipeline(
             name=READER,
         )
         images = graph(encoded, labels, device) if train else graph(encoded, device)
-        return images, labels
+        if not with_keys:
+            return images, labels
+        return images, labels, fn.pad(fn.get_property(labels, key="source_info"), fill_value=0)
 
     pipe = pipeline()
     pipe.build()

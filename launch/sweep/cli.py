@@ -9,8 +9,9 @@ import sys
 def _cmd_plan(a) -> int:
     from launch.sweep.folder import Sweep, measured_epoch_minutes
     from launch.sweep.report import plan_summary, print_plan
-    from launch.sweep.spec import load_spec, resolve_points
+    from launch.sweep.spec import load_spec, locate_spec, resolve_points
 
+    a.spec = locate_spec(a.spec)
     spec = load_spec(a.spec)
     points = resolve_points(spec, a.spec)
     minutes, source = a.epoch_minutes, "--epoch-minutes"
@@ -51,8 +52,9 @@ def _submit_and_report(sweep, dry_run: bool, hold: bool = False) -> int:
 
 def _cmd_submit(a) -> int:
     from launch.sweep.folder import materialise
+    from launch.sweep.spec import locate_spec
 
-    sweep, new, total = materialise(a.spec, a.dir)
+    sweep, new, total = materialise(locate_spec(a.spec), a.dir)
     print(f"sweep {sweep.name} in {sweep.dir}: {total} points ({new} new)")
     return _submit_and_report(sweep, a.dry_run, a.hold)
 
@@ -107,7 +109,7 @@ def add_sweep_parser(sub: argparse._SubParsersAction) -> None:
     ssub = sweep.add_subparsers(dest="sweep_command", required=True)
 
     p = ssub.add_parser("plan", help="list a spec's points, counts and a GPU-hour estimate (validates every point)")
-    p.add_argument("spec", help="sweep spec YAML (see configs/sweeps/)")
+    p.add_argument("spec", help="sweep spec: a YAML file or a packaged spec's name (`classreg presets`)")
     p.add_argument("--epoch-minutes", type=float, default=None, help="minutes per epoch of one point")
     p.add_argument("--dir", default=None, help="measure minutes per epoch from this sweep's finished points")
     p.add_argument("--limit", type=int, default=50, help="points to list (default 50)")
@@ -115,7 +117,7 @@ def add_sweep_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_plan)
 
     p = ssub.add_parser("submit", help="create the sweep folder and submit one SLURM job array")
-    p.add_argument("spec")
+    p.add_argument("spec", help="sweep spec: a YAML file or a packaged spec's name")
     p.add_argument("--dir", required=True, help="sweep folder (one sub-folder per point)")
     p.add_argument("--dry-run", action="store_true", help="write the folders and the sbatch script, do not submit")
     p.add_argument("--hold", action="store_true", help="submit held (sbatch --hold); start with `scontrol release`")

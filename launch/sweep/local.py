@@ -10,8 +10,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, Optional
 
+from launch.resources import source_checkout
 from launch.sweep.folder import Sweep
-from launch.sweep.spec import PROJECT_ROOT
 from launch.sweep.status import claim, local_owner, transition
 from launch.sweep.submit import needs_run
 from launch.sweep.task import finish
@@ -35,7 +35,9 @@ class LocalExecutor:
 
     def _env(self) -> dict:
         env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")]))
+        root = source_checkout()  # from a source checkout, the runs import the same checkout; installed: nothing to add
+        if root is not None:
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), env.get("PYTHONPATH")]))
         # N runs at once share the cores: torch would otherwise start one thread per core in each.
         env.setdefault("OMP_NUM_THREADS", str(max(1, len(os.sched_getaffinity(0)) // self.jobs)))
         return env

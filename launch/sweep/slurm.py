@@ -10,10 +10,9 @@ import sys
 from pathlib import Path
 
 from datamodules.configkit import ClassregError
+from launch.resources import sbatch_template, source_checkout
 from launch.sweep.resources import Resources
-from launch.sweep.spec import PROJECT_ROOT
 
-TEMPLATE = PROJECT_ROOT / "slurm" / "sweep_array.sbatch"
 _PLACEHOLDER = re.compile(r"\{\{ (\w+) \}\}")
 
 
@@ -21,7 +20,8 @@ class SlurmError(ClassregError):
     """A SLURM command is missing or failed; the message has its output."""
 
 
-def render(values: dict, template: Path = TEMPLATE) -> str:
+def render(values: dict, template: Path | None = None) -> str:
+    template = template or sbatch_template()
     text = template.read_text()
     missing = sorted(set(_PLACEHOLDER.findall(text)) - set(values))
     if missing:
@@ -49,11 +49,19 @@ def render_array_script(
             "mem": r.mem,
             "time": r.time,
             "resource_lines": "\n".join(f"#SBATCH {ln}" for ln in lines),
-            "project_root": shlex.quote(str(PROJECT_ROOT)),
+            "source_tree": source_tree_line(),
             "python": shlex.quote(sys.executable),
             "points_file": shlex.quote(str(points_file)),
         }
     )
+
+
+def source_tree_line() -> str:
+    """From a source checkout, the job imports the checkout the submitter ran; an installed package needs nothing."""
+    root = source_checkout()
+    if root is None:
+        return "# classreg is installed in the interpreter below: no PYTHONPATH needed"
+    return f"export PYTHONPATH={shlex.quote(str(root))}${{PYTHONPATH:+:$PYTHONPATH}}  # a source checkout"
 
 
 def _run(cmd: list[str]) -> str:

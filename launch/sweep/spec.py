@@ -1,7 +1,7 @@
 """Sweep spec (YAML in configs/sweeps/): a base config, axes, seeds and the SLURM resources of each point.
 
     name: wd_x_rrc                         # W&B group and SLURM job name
-    base: configs/cifar10_resnet18.yaml    # relative to the current folder, the spec's folder or the project
+    base: configs/cifar10_resnet18.yaml    # relative to the current folder or the spec's folder, or a packaged preset
     overrides: [data.root=/data/cifar10-shards, trainer.max_epochs=100]   # every point
     axes:
       product: {wd.value: [0, 5.0e-5, 5.0e-4], aug.rrc.min_scale: [0.08, 0.5, 1.0]}   # every combination
@@ -30,10 +30,10 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from datamodules.configkit import ConfigError, bounded, merge, setting, validate
+from launch import resources
 from launch.config import RunConfig, load_config
 from launch.sweep.resources import Resources, check_resources
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 # Set per point by the sweep itself (run folder) or by `resources` (Lightning: --nodes/--ntasks-per-node).
 RESERVED_KEYS = {"name", "out_dir", "trainer.num_nodes", "trainer.devices"}
 
@@ -117,9 +117,21 @@ class Point:
     config: RunConfig
 
 
+def locate_spec(name_or_path: str | Path) -> Path:
+    """A sweep spec file, or the packaged spec of that name (`paper_grid`, `configs/sweeps/paper_grid.yaml`)."""
+    found = resources.find_config(name_or_path, resources.SWEEPS)
+    if found is None:
+        raise ConfigError(
+            f"sweep spec '{name_or_path}' does not exist (packaged specs, from configs/sweeps/: "
+            f"{', '.join(resources.packaged(resources.SWEEPS))})"
+        )
+    return found
+
+
 def load_spec(path: str | Path) -> SweepSpec:
+    """The spec in the file ``path`` (`locate_spec` resolves a packaged name first)."""
     if not Path(path).is_file():
-        raise ConfigError(f"sweep spec '{path}' does not exist (sweep specs live in configs/sweeps/)")
+        locate_spec(path)  # the error, naming the packaged specs
     try:
         return load_config(path, schema=SweepSpec)
     except ConfigError as e:
@@ -128,18 +140,17 @@ def load_spec(path: str | Path) -> SweepSpec:
 
 def resolve_base(spec: SweepSpec, spec_path: str | Path) -> Path:
     base = Path(spec.base)
-    tried = (
-        [base]
-        if base.is_absolute()
-        else [Path.cwd() / base, Path(spec_path).resolve().parent / base, PROJECT_ROOT / base]
-    )
+    tried = [base] if base.is_absolute() else [Path.cwd() / base, Path(spec_path).resolve().parent / base]
     for p in tried:
         if p.is_file():
             return p.resolve()
+    packaged = None if base.is_absolute() else resources.find_config(spec.base)
+    if packaged is not None:
+        return packaged.resolve()
     raise ConfigError(
         f"sweep spec {spec_path}: base config '{spec.base}' does not exist (looked in "
         + ", ".join(str(p.parent) for p in tried)
-        + "); presets live in configs/"
+        + f", and among the packaged presets: {', '.join(resources.packaged())})"
     )
 
 
