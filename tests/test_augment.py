@@ -269,14 +269,14 @@ def test_dali_backend_refuses_a_policy_without_dali_before_any_work(cifar_shards
         build_datamodule(cfg).setup()
 
 
-def readme_policy_example() -> str:
+def docs_policy_example() -> str:
     text = (REPO / "docs" / "policies.md").read_text()
     section = text.split("## Add your own policy", 1)[1].split("\n## ", 1)[0]
     return re.search(r"```python\n(.*?)```", section, re.S).group(1)
 
 
-def test_readme_policy_example_runs(cifar_tree):
-    code = readme_policy_example()
+def test_docs_policy_example_runs(cifar_tree):
+    code = docs_policy_example()
     try:
         exec(compile(code, "docs/policies.md", "exec"), {})
         assert "grayscale" in POLICIES
@@ -291,9 +291,9 @@ def test_readme_policy_example_runs(cifar_tree):
         POLICIES.pop("grayscale", None)
 
 
-def test_readme_class_override_example_is_a_valid_config(tmp_path):
+def test_docs_class_override_example_is_a_valid_config(tmp_path):
     text = (REPO / "docs" / "policies.md").read_text()
-    section = text.split("## Augmentation and weight-decay policies", 1)[1].split("\n## ", 1)[0]
+    section = text.split("# Augmentation and weight-decay policies", 1)[1].split("\n## ", 1)[0]
     preset = tmp_path / "example.yaml"
     preset.write_text(re.search(r"```yaml\n(.*?)```", section, re.S).group(1))
     aug = load_config(preset).aug
