@@ -53,12 +53,16 @@ class DaliDataModule(ShardsDataModule):
             seed=(self.seed * 1_000_003 + rank * 7919 + (0 if train else 1)) % 2**31,
             graph=self.train_graph if train else self.eval_graph,
             shuffle_buffer=self.cfg.shuffle_buffer if train else 0,
+            max_pixels=self.cfg.max_pixels,
         )
         return DaliLoader(
             pipe,
             batches_per_epoch(info["samples"], world_size, self.cfg.batch_size),
             restart=not train,
             with_keys=with_keys,
+            num_classes=self.num_classes,
+            max_pixels=self.cfg.max_pixels,
+            where=f"the {split} shards in '{self.root}'",
         )
 
     def _cached(self, split: str, train: bool) -> DaliLoader:

@@ -1,14 +1,68 @@
-"""DALI pipelines over `classreg shard` output: readers.webdataset with the shards' index files, rank-sharded."""
+"""DALI pipelines over `classreg shard` output: readers.webdataset with the shards' index files, rank-sharded.
+
+Nothing the shards hold reaches a decoder or the model unchecked: an image whose header says it has more than
+``max_pixels`` pixels is replaced by a tiny placeholder before decoding and flagged (``oversized``), and the
+loader refuses a batch with a flagged image or a label outside the classes (``check_batch``).
+"""
 
 from __future__ import annotations
 
+import functools
+import io
+import os
 from pathlib import Path
 from typing import Callable, Optional
 
-from datamodules.shards.format import IMAGE_KEYS, LABEL_EXT, ShardError
+from datamodules.shards.format import IMAGE_KEYS, LABEL_EXT, MAX_IMAGE_PIXELS, ShardError
 
 READER = "shards"  # the reader's name: the iterator reads epoch sizes and shard splits from it
 IMAGE_EXTS = ";".join(IMAGE_KEYS)
+OUTPUTS = ["images", "labels", "oversized"]
+
+
+@functools.cache
+def _placeholder():
+    """An 8 x 8 PNG decoded in place of a refused image (the batch is refused before the model sees it)."""
+    import numpy as np
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(buf, format="PNG")
+    return np.frombuffer(buf.getvalue(), dtype=np.uint8)
+
+
+def _refuse_oversized(encoded, max_pixels: int):
+    """(encoded, oversized): an image whose header has more than ``max_pixels`` pixels is replaced by the
+    placeholder, before any decoder sees it (per sample: the encoded bytes, cut to none or all of them, then the
+    placeholder, cut to all or none of it)."""
+    from nvidia.dali import fn, types
+
+    shape = fn.peek_image_shape(encoded, dtype=types.INT64)
+    oversized = shape[0] * shape[1] > max_pixels
+    keep = fn.reshape(fn.cast(oversized == 0, dtype=types.FLOAT), shape=[1])
+    placeholder = types.Constant(_placeholder(), dtype=types.UINT8)
+    kept = fn.slice(encoded, rel_start=[0.0], rel_shape=keep, axes=[0])
+    instead = fn.slice(placeholder, rel_start=[0.0], rel_shape=1.0 - keep, axes=[0])
+    return fn.cat(kept, instead, axis=0), oversized
+
+
+def check_batch(labels, oversized, num_classes: int, max_pixels: int, where: str) -> None:
+    """ShardError if a batch holds a label outside ``0 .. num_classes - 1`` or an image above ``max_pixels``
+    (``labels`` and ``oversized``: CPU tensors, from the pipeline's outputs)."""
+    if not len(labels):
+        return
+    fix = "`classreg shard --check` lists the bad shards"
+    low, high = int(labels.min()), int(labels.max())
+    if low < 0 or high >= num_classes:
+        raise ShardError(
+            f"{where} hold the label {low if low < 0 else high}, outside the {num_classes} classes of classes.json "
+            f"(0..{num_classes - 1}): they were changed or not written by `classreg shard`; {fix}"
+        )
+    if bool(oversized.any()):
+        raise ShardError(
+            f"{where} hold an image of more than data.max_pixels={max_pixels:,} pixels (refused before decoding); "
+            f"raise data.max_pixels if you trust them; {fix}"
+        )
 
 
 def decode_device(requested: str = "auto") -> str:
@@ -64,18 +118,23 @@ def build_pipeline(
     seed: int,
     graph: Callable,
     shuffle_buffer: int = 0,
+    max_pixels: int = MAX_IMAGE_PIXELS,
 ):
     """The training (augmented, shuffled) or evaluation pipeline of one rank.
 
     ``graph`` builds the decoding and augmentation operators: ``graph(encoded, labels, device)`` for training,
     ``graph(encoded, device)`` for evaluation (lightning_modules/augment/image_transforms.py provides both).
 
-    Outputs ``images`` (float CHW, normalized) and ``labels`` (int32, shape (1,)). Every rank reads the
+    Outputs ``images`` (float CHW, normalized), ``labels`` (int32, shape (1,)) and ``oversized`` (bool: the image
+    had more than ``max_pixels`` pixels and was not decoded; see ``check_batch``). Every rank reads the
     contiguous part ``shard_id`` of ``num_shards`` of the samples (training moves on to the next part every
     epoch, evaluation keeps its part); with ``pad_last_batch`` the reader pads it to whole batches, and the
     iterator (``LastBatchPolicy.PARTIAL``) drops the padding again.
     """
     from nvidia.dali import fn, pipeline_def, types
+
+    # DALI versions that read it refuse larger decoded images themselves (bytes of the RGB output)
+    os.environ.setdefault("DALI_MAX_IMAGE_SIZE", str(3 * max_pixels))
 
     @pipeline_def(
         batch_size=batch_size, num_threads=num_threads, device_id=device_id, seed=seed, prefetch_queue_depth=2
@@ -95,8 +154,9 @@ def build_pipeline(
             stick_to_shard=not train,
             name=READER,
         )
+        encoded, oversized = _refuse_oversized(encoded, max_pixels)
         images = graph(encoded, labels, device) if train else graph(encoded, device)
-        return images, labels
+        return images, labels, oversized
 
     pipe = pipeline()
     pipe.build()
