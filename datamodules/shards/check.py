@@ -22,7 +22,7 @@ from typing import Iterator
 
 from tqdm import tqdm
 
-from datamodules.shards.format import IMAGE_KEYS, LABEL_EXT, MANIFEST, ShardError, read_manifest
+from datamodules.shards.format import IMAGE_KEYS, LABEL_EXT, MANIFEST, MAX_IMAGE_PIXELS, ShardError, read_manifest
 from datamodules.shards.images import open_image
 from datamodules.shards.writer import default_workers, index_lines
 
@@ -124,10 +124,12 @@ def check_shard(root: Path, split: str, shard: dict, num_classes: int, max_pixel
             problems.append(f"is not a readable tar file ({e})")
         while stream.read(1 << 20):  # the end-of-archive blocks, for the hash
             pass
+    basic = []  # named first
     if stream.size != shard["bytes"]:
-        problems.append(f"is {stream.size} bytes but {MANIFEST} records {shard['bytes']}")
+        basic.append(f"is {stream.size} bytes but {MANIFEST} records {shard['bytes']}")
     if stream.sha256.hexdigest() != shard.get("sha256"):
-        problems.append(f"its sha256 differs from the one {MANIFEST} records")
+        basic.append(f"its sha256 differs from the one {MANIFEST} records")
+    problems[:0] = basic
     if per_class != shard["per_class"] and not problems:
         problems.append(f"its per-class counts differ from {MANIFEST}'s")
     recorded = (shard.get("max_image") or {}).get("pixels")
@@ -145,9 +147,9 @@ def check_folder(root: str | Path, workers: int | None = None, max_pixels: int |
     """Every shard of ``root``, checked (in ``workers`` processes), with a progress bar over bytes."""
     root = Path(root)
     manifest, classes = read_manifest(root)
-    max_pixels = max_pixels or manifest.get("max_pixels")
-    if not isinstance(max_pixels, int) or max_pixels < 1:
-        raise ShardError(f"{root / MANIFEST} records no max_pixels: pass --max-pixels")
+    max_pixels = max_pixels or manifest.get("max_pixels") or MAX_IMAGE_PIXELS  # older shards record none
+    if not isinstance(max_pixels, int) or isinstance(max_pixels, bool) or max_pixels < 1:
+        raise ShardError(f"{root / MANIFEST} records max_pixels={max_pixels!r}, not a pixel count: pass --max-pixels")
     shards = [(split, shard) for split, info in manifest["splits"].items() for shard in info["shards"]]
     check = functools.partial(_check_one, root, len(classes), max_pixels)
     workers = min(workers or default_workers(), max(1, len(shards)))
