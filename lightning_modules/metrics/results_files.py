@@ -14,10 +14,9 @@ import io
 import os
 from pathlib import Path
 
-from datamodules.configkit import atomic_write_text
-
 import numpy as np
 
+from datamodules.configkit import atomic_write_text
 from lightning_modules.metrics.per_class_metrics import PerClassResult
 
 CSV_FIELDS = ["epoch", "class_index", "class_name", "correct", "total", "accuracy"]
