@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import os
 import shutil
 import sys
 import tempfile
@@ -95,6 +96,7 @@ def main() -> None:
         size = (run / "per_class.csv").stat().st_size / 1e6
         baseline = work / "baseline"
         shutil.copytree(run, baseline)
+        os.sync()  # else the copy's dirty pages are written back during the first fsync timed below
         epoch = args.history - 1
         new_s, new_mb = measured(lambda: writer.write(res, epoch, epoch))
         old_s, old_mb = measured(lambda: rewrite_whole(baseline, res, epoch))

@@ -125,19 +125,18 @@ def append_per_class_rows(path: str | Path, rows: list[dict]) -> None:
         os.fsync(fh.fileno())
 
 
-def _last_complete_blocks(rows: list[dict]) -> list[dict]:
-    """Per epoch, the last block of rows whose class indices run 0..C-1 (C: the most classes of any block)."""
-    blocks: list[list[dict]] = []
-    for row in rows:
-        if row.get("class_index") == "0" or not blocks:
-            blocks.append([])
-        blocks[-1].append(row)
-    size = max((len(b) for b in blocks), default=0)
-    latest: dict[int, list[dict]] = {}
-    for block in blocks:
-        if len(block) == size and all(r.get("class_index") == str(i) for i, r in enumerate(block)):
-            latest[int(block[0]["epoch"])] = block
-    return [row for epoch in sorted(latest) for row in latest[epoch]]
+def _last_complete_blocks(rows: list[list[str]], index: int, epoch: int) -> list[list[str]]:
+    """Per epoch, the last block of rows whose class indices (column ``index``) run 0..C-1, C being the most
+    classes of any block; in epoch order."""
+    starts = [i for i, row in enumerate(rows) if len(row) > index and row[index] == "0"]
+    bounds = list(zip(starts, [*starts[1:], len(rows)]))
+    size = max((end - start for start, end in bounds), default=0)
+    latest: dict[int, tuple[int, int]] = {}
+    for start, end in bounds:
+        block = rows[start:end]
+        if end - start == size and all(len(r) > index and r[index] == str(i) for i, r in enumerate(block)):
+            latest[int(block[0][epoch])] = (start, end)
+    return [row for e in sorted(latest) for row in rows[slice(*latest[e])]]
 
 
 def read_per_class_csv(path: str | Path) -> list[dict]:
@@ -147,7 +146,12 @@ def read_per_class_csv(path: str | Path) -> list[dict]:
         text = fh.read()
     if not text.endswith("\n"):
         text = text[: text.rfind("\n") + 1]  # a line an interrupted append left half
-    return _last_complete_blocks(list(csv.DictReader(io.StringIO(text))))
+    reader = csv.reader(io.StringIO(text))
+    header = next(reader, [])
+    if "class_index" not in header or "epoch" not in header:
+        return []
+    kept = _last_complete_blocks(list(reader), header.index("class_index"), header.index("epoch"))
+    return [dict(zip(header, row)) for row in kept]
 
 
 def read_per_class_table(path: str | Path):
