@@ -8,6 +8,10 @@ from datamodules.configkit import bounded, choice, setting
 
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
 IMAGENET_STD = [0.229, 0.224, 0.225]
+# Images above this many pixels are refused by the writer (`classreg shard --max-pixels`) and by both loaders
+# (`data.max_pixels`), before they are decoded: a PNG of a few kilobytes can decode to gigabytes. Pillow's own
+# warning threshold: about 9459 x 9459, 268 MB decoded as RGB.
+MAX_IMAGE_PIXELS = 89_478_485
 
 
 @dataclass
@@ -32,5 +36,11 @@ class DataConfig:
     batch_size: int = bounded(256, 1, help="images per batch and process")
     num_workers: int = bounded(2, 0, help="DataLoader workers per process (DALI's `num_threads` on `dali`)")
     shuffle_buffer: int = bounded(2000, 0, help="samples in the training shuffle buffer")
+    max_pixels: int = bounded(
+        MAX_IMAGE_PIXELS,
+        1,
+        help="refuse images with more pixels (width x height), before decoding them, on both backends: a tiny PNG "
+        "can decode to gigabytes. The default is Pillow's warning threshold (about 9459 x 9459)",
+    )
     mean: list[float] = setting(default_factory=lambda: list(IMAGENET_MEAN), help="per-channel normalization mean")
     std: list[float] = setting(default_factory=lambda: list(IMAGENET_STD), help="per-channel normalization std")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from datamodules.config import MAX_IMAGE_PIXELS
 from datamodules.configkit import ClassregError
 from launch.report.stats import DEFAULT_TEST, TESTS
 
@@ -52,29 +53,60 @@ def _presets_epilog() -> str:
 
 
 def _cmd_shard(args) -> int:
-    from datamodules.shards.format import ShardError
+    from datamodules.shards.format import ShardError, printable
     from datamodules.sources.image_tree import shard_image_tree
 
+    if args.check:
+        return _check_shards(args)
     if len(args.paths) == 1 and args.source_format == "imagefolder":
         raise ShardError("`classreg shard SRC OUT` needs both SRC (an image-folder tree) and OUT")
     src, out = (None, args.paths[0]) if len(args.paths) == 1 else args.paths
     opts = dict(
-        shard_size=args.shard_size, seed=args.seed, workers=args.workers, overwrite=args.overwrite, verify=args.verify
+        shard_size=args.shard_size,
+        seed=args.seed,
+        workers=args.workers,
+        overwrite=args.overwrite,
+        verify=args.verify,
+        max_pixels=MAX_IMAGE_PIXELS if args.max_pixels is None else args.max_pixels,
     )
     if args.source_format == "fashion-mnist":
         from datamodules.sources.fashion_mnist import shard_fashion_mnist
 
         manifest = shard_fashion_mnist(out, folder=src, download_root=args.download_root, **opts)
     else:
-        manifest = shard_image_tree(src, out, **opts)
+        manifest = shard_image_tree(src, out, follow_symlinks=args.follow_symlinks, **opts)
     for split, info in manifest["splits"].items():
         print(f"{split}: {info['samples']} samples in {len(info['shards'])} shards, {len(info['skipped'])} skipped")
         if info.get("excluded_not_in_train_classes"):
             print(f"  {info['excluded_not_in_train_classes']} images left out: their class is not a train/ folder")
+        if info.get("hidden_skipped"):
+            print(f"  {info['hidden_skipped']} hidden files or folders (names starting with '.') left out")
+        if info.get("keys_made_unique"):
+            print(
+                f"  {info['keys_made_unique']} images shared a sample key with another (e.g. a.b.png and a_b.png): "
+                "their keys end in a hash of their path"
+            )
         for bad in info["skipped"][:20]:
-            print(f"  skipped {bad['source']}: {bad['error']}")
+            print(f"  skipped {printable(bad['source'])}: {printable(bad['error'])}")
+        if len(info["skipped"]) > 20:
+            print(f"  ... and {len(info['skipped']) - 20} more, listed in {out}/manifest.json")
     print(f"wrote {out}/manifest.json and {out}/classes.json")
     return 0
+
+
+def _check_shards(args) -> int:
+    from datamodules.shards.check import check_folder
+    from datamodules.shards.format import ShardError
+
+    if len(args.paths) != 1:
+        raise ShardError("`classreg shard --check OUT` takes one folder, the shards to check")
+    results = check_folder(args.paths[0], workers=args.workers, max_pixels=args.max_pixels)
+    bad = [r for r in results if r.problems]
+    for r in bad:
+        print(f"bad: {r.file}: {'; '.join(r.problems)}")
+    size = sum(r.bytes for r in results)
+    print(f"checked {len(results)} shards ({size / 1e9:.2f} GB) in {args.paths[0]}: {len(bad) or 'none'} bad")
+    return 1 if bad else 0
 
 
 def _cmd_demo(args) -> int:
@@ -151,6 +183,24 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="decode every image fully (default: check headers and that each JPEG is complete); "
         "corrupt images are skipped and listed",
+    )
+    p.add_argument(
+        "--max-pixels",
+        type=int,
+        default=None,
+        help=f"skip (and list) images with more pixels, width x height (default {MAX_IMAGE_PIXELS:,}); with "
+        "--check: the limit checked (default: the one the shards were written with)",
+    )
+    p.add_argument(
+        "--follow-symlinks",
+        action="store_true",
+        help="read symbolic links that lead outside SRC (default: skip and list them)",
+    )
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="verify the shards in OUT against manifest.json (sizes, sha256, indexes, labels, image sizes); "
+        "prints one line per bad shard, exits with 1 if any is bad",
     )
     p.add_argument(
         "--download-root",

@@ -160,7 +160,7 @@ def test_class_conditional_overrides_apply_per_sample(cifar_shards):
     exact = {c: [] for c in range(10)}
     checked = {True: 0, False: 0}
     for sample in wds.WebDataset(urls, shardshuffle=False, empty_check=False):
-        image, label = decode_sample(sample)
+        image, label = decode_sample(sample, num_classes=10)
         first, second, third = (dm.train_transform(image, label) for _ in range(3))
         expected = deterministic(image)
         exact[label].append(expected)

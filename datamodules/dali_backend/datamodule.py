@@ -18,8 +18,8 @@ from datamodules.shards.format import ShardError
 
 class DaliDataModule(ShardsDataModule):
     def __init__(self, cfg, transforms, seed: int = 0):
-        require_dali()  # which extra to install, before any work
         super().__init__(cfg, transforms, seed)
+        require_dali()  # which extra to install, before any work
         self.device = decode_device(cfg.decode_device)
         self._loaders: dict[tuple[str, bool], DaliLoader] = {}
 
@@ -55,12 +55,16 @@ class DaliDataModule(ShardsDataModule):
             graph=self.train_graph if train else self.eval_graph,
             shuffle_buffer=self.cfg.shuffle_buffer if train else 0,
             with_keys=with_keys,
+            max_pixels=self.cfg.max_pixels,
         )
         return DaliLoader(
             pipe,
             batches_per_epoch(info["samples"], world_size, self.cfg.batch_size),
             restart=not train,
             with_keys=with_keys,
+            num_classes=self.num_classes,
+            max_pixels=self.cfg.max_pixels,
+            where=f"the {split} shards in '{self.root}'",
         )
 
     def _cached(self, split: str, train: bool) -> DaliLoader:

@@ -7,7 +7,7 @@ import re
 
 import torch
 
-from datamodules.dali_backend.pipeline import READER, decode_keys
+from datamodules.dali_backend.pipeline import OUTPUTS, READER, check_batch, decode_keys
 from datamodules.shards.format import ShardError
 
 _END = object()
@@ -18,9 +18,14 @@ def batches_per_epoch(num_samples: int, world_size: int, batch_size: int) -> int
     return max(1, math.ceil((num_samples // world_size) / batch_size))
 
 
-def _explain(error: RuntimeError) -> Exception:
+def _explain(error: RuntimeError, where: str = "the shards") -> Exception:
     """DALI's decode error names the sample as 'shard.tar:offset:key.ext': turn it into a clear message."""
     found = re.search(r"Failed to decode sample #\d+ : (\S+?):(\d+):(\S+)", str(error))
+    if not found and "peek_image_shape" in str(error):
+        return ShardError(
+            f"{where} hold a sample whose image has no readable header (not an image): `classreg shard --check` "
+            "names its shard; re-create the shards with `classreg shard`"
+        )
     if not found:
         return error
     shard, offset, member = found.groups()
@@ -35,26 +40,36 @@ class DaliLoader:
     """An iterable of (images, labels) batches over one DALI pipeline, ``len()`` batches per epoch.
 
     ``with_keys``: (images, labels, keys) batches, keys being the samples' WebDataset keys (the pipeline must be
-    built ``with_keys`` too: its third output).
+    built ``with_keys`` too: its last output).
 
     It lives for the whole fit (Lightning asks for the loader every epoch; the pipeline and its shuffle state
     are kept). If Lightning stops early (``limit_*_batches``), a training epoch continues where it stopped the
     next time, and an evaluation epoch is finished first, so each validation starts at the first sample.
     """
 
-    def __init__(self, pipe, steps: int, restart: bool, with_keys: bool = False):
+    def __init__(
+        self,
+        pipe,
+        steps: int,
+        restart: bool,
+        with_keys: bool = False,
+        num_classes: int = 0,
+        max_pixels: int = 0,
+        where: str = "the shards",
+    ):
         from nvidia.dali.plugin.base_iterator import LastBatchPolicy
         from nvidia.dali.plugin.pytorch import DALIGenericIterator
 
         self.iterator = DALIGenericIterator(
             [pipe],
-            ["images", "labels", *(["keys"] if with_keys else [])],
+            [*OUTPUTS, *(["keys"] if with_keys else [])],
             reader_name=READER,
             last_batch_policy=LastBatchPolicy.PARTIAL,
             auto_reset=True,
             prepare_first_batch=False,
         )
         self.steps, self.restart, self.with_keys = steps, restart, with_keys
+        self.num_classes, self.max_pixels, self.where = num_classes, max_pixels, where  # what check_batch refuses
         self._stream = self._epochs()
         self._mid_epoch = False
 
@@ -65,10 +80,11 @@ class DaliLoader:
         try:
             for out in self.iterator:
                 labels = out[0]["labels"].view(-1).long()
+                check_batch(labels, out[0]["oversized"], self.num_classes, self.max_pixels, self.where)
                 keys = (decode_keys(out[0]["keys"]),) if self.with_keys else ()
                 yield (out[0]["images"], labels, *keys)
         except RuntimeError as e:
-            raise _explain(e) from None
+            raise _explain(e, self.where) from None
 
     def _epochs(self):
         while True:

@@ -1,10 +1,13 @@
 """Write a shard folder (datamodules/shards/format.py) from labelled images.
 
 Samples are shuffled once (seeded), then cut into shards of ``shard_size`` planned inputs, so every shard is
-an independent job: shards are written in parallel processes, each staged in OUT/.partial/ and moved into
-place with its index, then recorded in OUT/.progress/. A run that is interrupted continues where it stopped
+an independent job: shards are written in parallel processes, each staged in OUT/.partial/, recorded in
+OUT/.progress/ and moved into place with its index. A run that is interrupted continues where it stopped
 (finished shards are not rewritten) and produces the same bytes as an uninterrupted one. The sources
 (image trees, Fashion-MNIST) are in datamodules/sources/.
+
+The writer deletes and replaces only files it recorded writing: shards and indexes listed in OUT's manifest or
+progress records, under the names it gives shards; it refuses a folder that is neither empty nor a shard folder.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import json
 import multiprocessing as mp
 import os
 import random
-import shutil
+import re
 import struct
 import sys
 import tarfile
@@ -27,9 +30,22 @@ from typing import Callable, Optional
 from tqdm import tqdm
 
 from datamodules.configkit import atomic_write_text
-from datamodules.shards.format import CLASSES, FORMAT, INDEX_VERSION, LABEL_EXT, MANIFEST, ShardError
+from datamodules.shards.format import (
+    CLASSES,
+    FORMAT,
+    INDEX_VERSION,
+    LABEL_EXT,
+    MANIFEST,
+    MAX_IMAGE_PIXELS,
+    SHARD_FILE,
+    ShardError,
+    printable,
+)
 
 STAGING, PROGRESS = ".partial", ".progress"
+PLAN = "plan.json"
+RECORD = re.compile(r"(?:train|val|test)-\d{6}\.json")
+TEMPORARY = re.compile(r"\..+\.tmp\d+")  # left by atomic_write_text when killed mid-write
 
 
 @dataclass(frozen=True)
@@ -46,22 +62,29 @@ def default_workers() -> int:
     return max(1, len(os.sched_getaffinity(0)))
 
 
-def write_index(tar_path: Path, idx_path: Path) -> None:
-    """DALI's index of a WebDataset shard: ``v1.2 N`` then per sample ``ext offset size name`` per component."""
+def index_lines(members) -> list[str]:
+    """DALI's index of a WebDataset shard from its tar members: ``v1.2 N`` then per sample
+    ``ext offset size name`` per component."""
     samples: list[list[str]] = []
     last = None
+    for m in members:
+        if not m.isreg():
+            continue
+        base = m.name.rsplit("/", 1)[-1]
+        key, ext = m.name[: m.name.rfind("/") + 1 + base.find(".")], base[base.find(".") + 1 :]
+        if key != last:
+            samples.append([])
+            last = key
+        samples[-1].append(f"{ext} {m.offset_data} {m.size} {m.name}")
+    return [f"{INDEX_VERSION} {len(samples)}", *(" ".join(s) for s in samples)]
+
+
+def write_index(tar_path: Path, idx_path: Path) -> int:
+    """Write the DALI index of a shard; returns the number of samples it indexes."""
     with tarfile.open(tar_path) as tar:
-        for m in tar:
-            if not m.isreg():
-                continue
-            base = m.name.rsplit("/", 1)[-1]
-            key, ext = m.name[: m.name.rfind("/") + 1 + base.find(".")], base[base.find(".") + 1 :]
-            if key != last:
-                samples.append([])
-                last = key
-            samples[-1].append(f"{ext} {m.offset_data} {m.size} {m.name}")
-    lines = [f"{INDEX_VERSION} {len(samples)}", *(" ".join(s) for s in samples)]
+        lines = index_lines(tar)
     idx_path.write_text("\n".join(lines) + "\n")
+    return len(lines) - 1
 
 
 def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
@@ -84,8 +107,16 @@ class ShardJob:
         return f"{self.split}-{self.number:06d}"
 
 
+def _largest(sizes: list[dict]) -> dict:
+    """Per image dimension the largest value, and the most pixels of one image."""
+    return {k: max((s[k] for s in sizes), default=0) for k in ("width", "height", "pixels")}
+
+
 def write_shard(job: ShardJob) -> dict:
-    """Encode and write one shard (tar + idx) through the staging folder; return its manifest record."""
+    """Encode and write one shard (tar + idx) through the staging folder; return its manifest record.
+
+    The record is saved before the files are moved into place, so a file named like a shard that no record lists
+    was not written by classreg."""
     staging = job.out / STAGING
     tar_tmp, idx_tmp = staging / f"{job.name}.tar", staging / f"{job.name}.idx"
     record = {
@@ -95,10 +126,11 @@ def write_shard(job: ShardJob) -> dict:
         "per_class": [0] * job.num_classes,
         "skipped": [],
     }
+    sizes = []
     with tarfile.open(tar_tmp, "w", format=tarfile.GNU_FORMAT) as tar:
         for item in job.items:
             try:
-                ext, data = job.encode(item.payload)
+                ext, data, (width, height) = job.encode(item.payload)
             except Exception as e:  # reported per file in the manifest; never written to a shard
                 record["skipped"].append({"source": item.source, "error": f"{type(e).__name__}: {e}"})
                 continue
@@ -107,25 +139,37 @@ def write_shard(job: ShardJob) -> dict:
             _add(tar, f"{item.key}.{LABEL_EXT}", struct.pack("<i", item.label))
             record["samples"] += 1
             record["per_class"][item.label] += 1
+            sizes.append({"width": width, "height": height, "pixels": width * height})
     if record["samples"]:
-        write_index(tar_tmp, idx_tmp)
+        indexed = write_index(tar_tmp, idx_tmp)
+        if indexed != record["samples"]:  # two samples under one key: the scan must have made keys unique
+            raise ShardError(f"shard {job.name}: {record['samples']} samples but {indexed} keys; please report this")
         with open(tar_tmp, "rb") as fh:
             record["sha256"] = hashlib.file_digest(fh, "sha256").hexdigest()
         record["bytes"] = tar_tmp.stat().st_size
+        record["max_image"] = _largest(sizes)
+    atomic_write_text(job.out / PROGRESS / f"{job.name}.json", json.dumps(record))
+    if record["samples"]:
         os.replace(idx_tmp, job.out / record["index"])
         os.replace(tar_tmp, job.out / record["file"])
     else:
         tar_tmp.unlink()
-    atomic_write_text(job.out / PROGRESS / f"{job.name}.json", json.dumps(record))
     return record
 
 
-def _finished(job: ShardJob) -> Optional[dict]:
-    """The record of a shard an earlier run finished (its tar still has the recorded size), else None."""
-    path = job.out / PROGRESS / f"{job.name}.json"
-    if not path.is_file():
+def _read_json(path: Path) -> Optional[dict]:
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, ValueError):
         return None
-    record = json.loads(path.read_text())
+    return value if isinstance(value, dict) else None
+
+
+def _finished(job: ShardJob) -> Optional[dict]:
+    """The record of a shard an earlier run finished (its tar and index in place, the tar of the recorded size)."""
+    record = _read_json(job.out / PROGRESS / f"{job.name}.json")
+    if record is None or record.get("file") != f"{job.name}.tar":
+        return None
     if record["samples"] and not (
         (job.out / record["file"]).is_file()
         and (job.out / record["index"]).is_file()
@@ -188,41 +232,152 @@ def _run_jobs(jobs: list[ShardJob], workers: int) -> dict[str, dict]:
     return records
 
 
-def _split_summary(jobs: list[ShardJob], records: dict[str, dict], num_classes: int, excluded: list[str]) -> dict:
-    shards, skipped, per_class = [], [], [0] * num_classes
+def _split_summary(jobs: list[ShardJob], records: dict[str, dict], num_classes: int, scan: dict) -> dict:
+    shards, skipped, per_class = [], list(scan.get("skipped", [])), [0] * num_classes
     for job in jobs:
         record = records[job.name]
         skipped += record["skipped"]
         if record["samples"]:
-            shards.append({k: record[k] for k in ("file", "index", "samples", "per_class", "bytes", "sha256")})
+            keys = ("file", "index", "samples", "per_class", "bytes", "sha256", "max_image")
+            shards.append({k: record[k] for k in keys})
             per_class = [a + b for a, b in zip(per_class, record["per_class"])]
-    summary = {"samples": sum(per_class), "per_class": per_class, "shards": shards, "skipped": skipped}
-    if excluded:
-        summary["excluded_not_in_train_classes"] = len(excluded)
+    summary = {
+        "samples": sum(per_class),
+        "per_class": per_class,
+        "max_image": _largest([s["max_image"] for s in shards]),
+        "shards": shards,
+        "skipped": skipped,
+    }
+    for note in ("excluded_not_in_train_classes", "hidden_skipped", "keys_made_unique"):
+        if scan.get(note):
+            summary[note] = scan[note]
     return summary
+
+
+# --- what OUT holds, and what classreg may delete there ------------------------------------------------------
+
+
+def _listed_files(record) -> set[str]:
+    """Shard and index names a manifest's shard entry or a progress record lists (only names classreg gives)."""
+    names = {record.get("file"), record.get("index")} if isinstance(record, dict) else set()
+    return {n for n in names if isinstance(n, str) and SHARD_FILE.fullmatch(n)}
+
+
+def _manifest_files(out: Path) -> Optional[set[str]]:
+    """The shard files a classreg manifest in OUT lists; None if OUT has no classreg manifest."""
+    manifest = _read_json(out / MANIFEST)
+    if manifest is None or not str(manifest.get("format", "")).startswith("classreg-shards/"):
+        return None
+    splits = manifest.get("splits") if isinstance(manifest.get("splits"), dict) else {}
+    return {
+        name
+        for info in splits.values()
+        if isinstance(info, dict) and isinstance(info.get("shards"), list)
+        for shard in info["shards"]
+        for name in _listed_files(shard)
+    }
+
+
+def _progress_files(out: Path) -> set[str]:
+    folder = out / PROGRESS
+    records = (p for p in folder.iterdir() if RECORD.fullmatch(p.name)) if folder.is_dir() else ()
+    return {name for p in records for name in _listed_files(_read_json(p))}
+
+
+def _remove_own(folder: Path, pattern: re.Pattern) -> None:
+    """Delete the files in one of classreg's own folders that classreg names so, then the folder if empty."""
+    if not folder.is_dir():
+        return
+    for p in folder.iterdir():
+        if p.is_file() and (pattern.fullmatch(p.name) or TEMPORARY.fullmatch(p.name)):
+            p.unlink()
+    if not any(folder.iterdir()):
+        folder.rmdir()
+
+
+def _check_out(out: Path, overwrite: bool) -> None:
+    """OUT is new, empty, or a shard folder (finished: a classreg manifest; unfinished: .progress/)."""
+    if out.exists() and not out.is_dir():
+        raise ShardError(f"OUT '{out}' is a file, not a folder: give a new or empty folder for the shards")
+    if not out.is_dir():
+        return
+    ours = _manifest_files(out) is not None or (out / PROGRESS).is_dir()
+    if ours:
+        if (out / MANIFEST).exists() and not overwrite:
+            raise ShardError(
+                f"'{out}' already holds finished shards ({MANIFEST} exists); pass --overwrite to rewrite them"
+            )
+        return
+    found = sorted(p.name for p in out.iterdir())
+    if found:
+        shown = ", ".join(repr(printable(n)) for n in found[:5]) + (f" and {len(found) - 5} more" if found[5:] else "")
+        raise ShardError(
+            f"OUT '{out}' is not empty and holds no shards written by `classreg shard` ({shown}): give a new or "
+            "empty folder (classreg never deletes or replaces files it did not write)"
+        )
+
+
+def _refuse_foreign(out: Path, jobs: list[ShardJob], own: set[str]) -> None:
+    """The run would replace a file named like one of its shards that no record of classreg lists."""
+    for job in jobs:
+        for name in (f"{job.name}.tar", f"{job.name}.idx"):
+            if (out / name).exists() and name not in own:
+                raise ShardError(
+                    f"'{out / name}' would be replaced by a new shard, but no {MANIFEST} or progress record of "
+                    "`classreg shard` lists it: move it out of OUT, or give a new folder"
+                )
+
+
+def _start_over(out: Path) -> None:
+    """--overwrite: delete the shards, indexes and records this folder's manifest and progress records list."""
+    for name in (_manifest_files(out) or set()) | _progress_files(out):
+        (out / name).unlink(missing_ok=True)
+    for name in (MANIFEST, CLASSES):
+        (out / name).unlink(missing_ok=True)
+    _remove_own(out / PROGRESS, re.compile(f"{RECORD.pattern}|{re.escape(PLAN)}"))
+    _remove_own(out / STAGING, SHARD_FILE)
+
+
+def _unique_keys(split: str, items: list[Item]) -> None:
+    seen: dict[str, str] = {}
+    for item in items:
+        if item.key in seen:
+            raise ShardError(
+                f"{split}: '{printable(seen[item.key])}' and '{printable(item.source)}' have the same sample key "
+                f"'{item.key}'; rename one of them"
+            )
+        seen[item.key] = item.source
 
 
 def write_dataset(
     out: str | os.PathLike,
     classes: list[str],
     items_by_split: dict[str, list[Item]],
-    encode: Callable[..., tuple[str, bytes]],
+    encode: Callable[..., tuple[str, bytes, tuple[int, int]]],
     source: str,
     shard_size: int = 1000,
     seed: int = 0,
     workers: Optional[int] = None,
     overwrite: bool = False,
     verify: bool = False,
-    excluded: Optional[dict[str, list[str]]] = None,
+    max_pixels: int = MAX_IMAGE_PIXELS,
+    scan: Optional[dict[str, dict]] = None,
     readable_names: Optional[list[str]] = None,
+    source_settings: Optional[dict] = None,
 ) -> dict:
+    """``encode(payload, verify=, max_pixels=)`` -> (extension, bytes, (width, height)); raising skips the image.
+    ``scan``: per split, what the source left out (``skipped`` entries, counts), copied into the manifest.
+    ``source_settings``: more options of the source that a resumed run must share."""
     out = Path(out)
-    if (out / MANIFEST).exists() and not overwrite:
-        raise ShardError(f"'{out}' already holds finished shards ({MANIFEST} exists); pass --overwrite to rewrite them")
     if shard_size < 1:
         raise ShardError(f"--shard-size must be >= 1, got {shard_size}")
+    if max_pixels < 1:
+        raise ShardError(f"--max-pixels must be >= 1, got {max_pixels}")
+    _check_out(out, overwrite)
     workers = workers or default_workers()
-    encode = functools.partial(encode, verify=verify)
+    for split, items in items_by_split.items():
+        _unique_keys(split, items)
+    encode = functools.partial(encode, verify=verify, max_pixels=max_pixels)
     jobs = {
         split: plan_shards(out, split, items, len(classes), encode, shard_size, seed)
         for split, items in items_by_split.items()
@@ -233,32 +388,36 @@ def write_dataset(
         "seed": seed,
         "shard_size": shard_size,
         "verify": verify,
+        "max_pixels": max_pixels,
         "classes": classes,
+        **(source_settings or {}),
     }
     fingerprint = _plan_fingerprint(jobs, settings)
-    plan_file = out / PROGRESS / "plan.json"
+    plan_file = out / PROGRESS / PLAN
+    all_jobs = [j for split_jobs in jobs.values() for j in split_jobs]
+    _refuse_foreign(out, all_jobs, _progress_files(out) | ((_manifest_files(out) or set()) if overwrite else set()))
     if overwrite:
-        (out / MANIFEST).unlink(missing_ok=True)
-        for old in [*out.glob("*.tar"), *out.glob("*.idx")]:
-            old.unlink()
-        shutil.rmtree(out / PROGRESS, ignore_errors=True)
-    elif plan_file.is_file() and json.loads(plan_file.read_text())["fingerprint"] != fingerprint:
-        raise ShardError(
-            f"'{out}' holds an unfinished run with other sources or settings "
-            f"({json.loads(plan_file.read_text())['settings']}); "
-            "resume it with the same SRC and options, or pass --overwrite to start over"
-        )
-    shutil.rmtree(out / STAGING, ignore_errors=True)  # half-written shards of an interrupted run
-    (out / STAGING).mkdir(parents=True)
+        _start_over(out)
+    elif plan_file.is_file():
+        plan = _read_json(plan_file)
+        if plan is None or plan.get("fingerprint") != fingerprint:
+            raise ShardError(
+                f"'{out}' holds an unfinished run with other sources or settings "
+                f"({(plan or {}).get('settings', 'unreadable plan')}); "
+                "resume it with the same SRC and options, or pass --overwrite to start over"
+            )
     atomic_write_text(plan_file, json.dumps({"fingerprint": fingerprint, "settings": settings}))
+    _remove_own(out / STAGING, SHARD_FILE)  # half-written shards of an interrupted run
+    (out / STAGING).mkdir(exist_ok=True)
 
-    records = _run_jobs([j for split_jobs in jobs.values() for j in split_jobs], workers)
+    records = _run_jobs(all_jobs, workers)
     manifest = {
         "format": FORMAT,
         "source": source,
         "seed": seed,
         "shard_size": shard_size,
         "verify": verify,
+        "max_pixels": max_pixels,
         "label_component": f"{LABEL_EXT} (int32 little-endian); cls (text)",
         "num_classes": len(classes),
         "splits": {},
@@ -266,9 +425,9 @@ def write_dataset(
     if readable_names:
         manifest["readable_names"] = readable_names
     for split, split_jobs in jobs.items():
-        manifest["splits"][split] = _split_summary(split_jobs, records, len(classes), (excluded or {}).get(split, []))
-    (out / STAGING).rmdir()
+        manifest["splits"][split] = _split_summary(split_jobs, records, len(classes), (scan or {}).get(split, {}))
+    _remove_own(out / STAGING, SHARD_FILE)
     atomic_write_text(out / CLASSES, json.dumps({str(i): c for i, c in enumerate(classes)}, indent=1))
     atomic_write_text(out / MANIFEST, json.dumps(manifest, indent=1))
-    shutil.rmtree(out / PROGRESS)
+    _remove_own(out / PROGRESS, re.compile(f"{RECORD.pattern}|{re.escape(PLAN)}"))
     return manifest

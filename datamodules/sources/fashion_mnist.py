@@ -12,7 +12,7 @@ from typing import Optional
 import numpy as np
 from PIL import Image
 
-from datamodules.shards.format import ShardError
+from datamodules.shards.format import MAX_IMAGE_PIXELS, ShardError, check_image_size
 from datamodules.shards.writer import Item, write_dataset
 
 CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
@@ -28,10 +28,12 @@ HOW_TO_GET = (
 )
 
 
-def encode_png_array(array, verify: bool = False) -> tuple[str, bytes]:
+def encode_png_array(array, verify: bool = False, max_pixels: int = MAX_IMAGE_PIXELS) -> tuple[str, bytes, tuple]:
+    height, width = array.shape[:2]
+    check_image_size(width, height, max_pixels, "the image")
     buf = io.BytesIO()
     Image.fromarray(array).save(buf, format="PNG")
-    return "png", buf.getvalue()
+    return "png", buf.getvalue(), (width, height)
 
 
 def _find(folder: Path, stem: str) -> Optional[Path]:
@@ -83,6 +85,11 @@ def load_split(folder: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
     labels = read_idx(_find(folder, labels_stem))
     if len(images) != len(labels):
         raise ShardError(f"{split}: {len(images)} images but {len(labels)} labels in '{folder}'")
+    if len(labels) and labels.max() >= len(CLASSES):
+        raise ShardError(
+            f"'{_find(folder, labels_stem)}' holds the label {labels.max()}, but Fashion-MNIST has {len(CLASSES)} "
+            "classes (0-9): it is not Fashion-MNIST's label file"
+        )
     return images, labels
 
 

@@ -38,6 +38,8 @@ class ShardDataModule(ShardsDataModule):
             seed=self.seed,
             epoch=epoch,
             keys=self.eval_keys and not train,
+            num_classes=self.num_classes,
+            max_pixels=self.cfg.max_pixels,
         )
         return DataLoader(
             stream,

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import io
 import math
 import random
+import struct
+from pathlib import Path
 from typing import Callable, Iterator
 
 import torch
@@ -13,19 +14,57 @@ from PIL import Image
 from torch.utils.data import IterableDataset, get_worker_info
 from webdataset.tariterators import tarfile_samples
 
-from datamodules.shards.format import IMAGE_KEYS
+from datamodules.shards.format import IMAGE_KEYS, LABEL_EXT, MAX_IMAGE_PIXELS, ImageTooLargeError, ShardError
+from datamodules.shards.images import open_image
 
 
 class CorruptSampleError(RuntimeError):
     pass
 
 
-def decode_sample(sample: dict) -> tuple[Image.Image, int]:
+class SampleError(ShardError):
+    """A sample a run must not use (a label outside the classes, an image above ``data.max_pixels``).
+
+    Raised in a DataLoader worker, torch raises it again in the main process as ``SampleError("Caught SampleError
+    in DataLoader worker process 0. Original Traceback ... SampleError: <message>")``: only the message is kept,
+    so that the command line still prints one line."""
+
+    def __init__(self, message: str):
+        super().__init__(message.rsplit(f"{SampleError.__name__}: ", 1)[-1].strip())
+
+
+def sample_label(sample: dict, num_classes: int) -> int:
+    """The sample's class index; SampleError unless its text and int32 labels agree and lie in the classes."""
+    where = f"sample '{sample.get('__key__')}' in shard '{sample.get('__url__')}'"
+    fix = f"`classreg shard --check {Path(str(sample.get('__url__'))).parent}` lists the bad shards"
+    try:
+        label = int(sample["cls"])
+    except (KeyError, ValueError):
+        raise SampleError(
+            f"{where} has no integer label (cls): the shard was not written by `classreg shard`; {fix}"
+        ) from None
+    if LABEL_EXT in sample and sample[LABEL_EXT] != struct.pack("<i", label):
+        raise SampleError(f"{where}: its cls label {label} and its {LABEL_EXT} label disagree; {fix}")
+    if not 0 <= label < num_classes:
+        raise SampleError(
+            f"{where} has label {label}, outside the {num_classes} classes of classes.json (0..{num_classes - 1}); "
+            + fix
+        )
+    return label
+
+
+def decode_sample(sample: dict, num_classes: int, max_pixels: int = MAX_IMAGE_PIXELS) -> tuple[Image.Image, int]:
+    label = sample_label(sample, num_classes)
     try:
         key = next(k for k in IMAGE_KEYS if k in sample)
-        with Image.open(io.BytesIO(sample[key])) as im:
+        with open_image(sample[key], max_pixels, "the image") as im:
             image = im.convert("RGB")
-        return image, int(sample["cls"])
+        return image, label
+    except ImageTooLargeError as e:
+        raise SampleError(
+            f"sample '{sample.get('__key__')}' in shard '{sample.get('__url__')}': {e} (data.max_pixels); raise "
+            "data.max_pixels if you trust these shards"
+        ) from None
     except Exception as e:
         raise CorruptSampleError(
             f"cannot decode sample '{sample.get('__key__')}' in shard '{sample.get('__url__')}': "
@@ -63,7 +102,10 @@ class ShardStream(IterableDataset):
         seed: int = 0,
         epoch: int = 0,
         keys: bool = False,
+        num_classes: int = 0,
+        max_pixels: int = MAX_IMAGE_PIXELS,
     ):
+        self.num_classes, self.max_pixels = num_classes, max_pixels  # every label and image is checked against them
         self.keys = keys  # also yield each batch's sample keys (a list of str), third
         self.urls, self.num_samples, self.transform = list(urls), num_samples, transform
         self.batch_size, self.train, self.shuffle_buffer = batch_size, train, shuffle_buffer
@@ -104,7 +146,7 @@ class ShardStream(IterableDataset):
         images, labels, keys = [], [], []
         with_label = getattr(self.transform, "uses_label", False)  # class-conditional augmentation
         for sample in self._samples():
-            image, label = decode_sample(sample)
+            image, label = decode_sample(sample, self.num_classes, self.max_pixels)
             images.append(self.transform(image, label) if with_label else self.transform(image))
             labels.append(label)
             keys.append(sample["__key__"])

@@ -21,8 +21,9 @@ import pandas as pd
 from omegaconf import OmegaConf
 
 from launch.config import run_key_facts
-from launch.report.errors import ReportError  # noqa: F401  (raised here, importable from here)
+from launch.report.errors import ReportError
 from launch.report.finished import RunState
+from lightning_modules.metrics.results_files import read_per_class_table  # noqa: F401  (raised here, importable from here)
 
 SEED_KEY = "seed"
 # Keys that provably change neither what a run trains on nor how, nor which results it writes: never a
@@ -139,7 +140,10 @@ def flatten(tree, prefix: str = "") -> dict:
 def read_results(path: Path, split: str) -> tuple[pd.DataFrame, int]:
     """The last epoch's per-class counts of ``split`` (a repeated epoch: its last rows), and that epoch."""
     csv_path = path / RESULTS[split]
-    table = pd.read_csv(csv_path)
+    try:
+        table = read_per_class_table(csv_path)  # complete validation blocks only, the last one of each epoch
+    except (KeyError, ValueError, UnicodeDecodeError) as e:
+        raise ReportError(f"{csv_path} is not a per-class results file of `classreg fit` ({e})") from None
     missing = {"epoch", *COLUMNS} - set(table.columns)
     if missing:
         raise ReportError(f"{csv_path} lacks the columns {sorted(missing)}; rewrite it with `classreg fit`")

@@ -12,7 +12,9 @@ class MetricsConfig:
     confusion_matrix: bool = setting(
         False,
         help="also write `confusion_matrices/epoch_NNN.csv` (rows: true class, "
-        "columns: predicted) after each validation",
+        "columns: predicted) after each validation. Costs C x C int64 counts on every rank (on the GPU under CUDA): "
+        "8 MB at 1,000 classes, 3.3 GiB at 21,000 (ImageNet-21k) plus the temporaries of each update and "
+        "all-reduce, and a CSV of about 2 x C x C bytes (0.9 GB at 21,000) per validation",
     )
     real_labels: str = setting(
         "",
