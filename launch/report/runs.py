@@ -47,6 +47,7 @@ BOOKKEEPING_KEYS = {
     "logger.*": "where and whether W&B logs go (project, entity, group, mode)",
     "metrics.confusion_matrix": "writes one more file after each validation; the counts are the same",
     "metrics.worst_fraction": "one summary number of metrics.json; per_class.csv is the same",
+    "data.max_pixels": "a run reads every image under the limit or stops: it never trains on fewer images",
 }
 WEAK_WORDS = {"none", "off", "false", "", "null", "identity"}
 RESULTS = {"validation": "per_class.csv", "test": "per_class_test.csv"}
