@@ -32,5 +32,7 @@ class DataConfig:
     batch_size: int = bounded(256, 1, help="images per batch and process")
     num_workers: int = bounded(2, 0, help="DataLoader workers per process (DALI's `num_threads` on `dali`)")
     shuffle_buffer: int = bounded(2000, 0, help="samples in the training shuffle buffer")
-    mean: list[float] = setting(default_factory=lambda: list(IMAGENET_MEAN), help="per-channel normalization mean")
-    std: list[float] = setting(default_factory=lambda: list(IMAGENET_STD), help="per-channel normalization std")
+    mean: list[float] = bounded(list(IMAGENET_MEAN), length=3, help="per-channel (RGB) normalization mean")
+    std: list[float] = bounded(
+        list(IMAGENET_STD), 0.0, None, low_inclusive=False, length=3, help="per-channel (RGB) normalization std"
+    )
