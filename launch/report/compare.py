@@ -91,10 +91,12 @@ def headline(study: Study, a: Analysis, fdr: float) -> str:
     if len(lowered):
         w = lowered[np.argmin(comp.delta[lowered])]
         text += f" (worst: {names[w]}, from {_pct(class_mean[ref, w])} to {_pct(class_mean[best, w])})"
-    else:
+    elif np.nanmin(comp.delta) < 0:
         w = int(np.nanargmin(comp.delta))
         text += (
             f" (largest drop, not significant: {names[w]}, from {_pct(class_mean[ref, w])} "
             f"to {_pct(class_mean[best, w])})"
         )
+    else:
+        text += " (no class dropped)"
     return text + tail

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 from rich.console import Console
+from rich.markup import escape
 
 from launch.report.progress import progress_bar
 from launch.report.runs import (
@@ -85,7 +86,7 @@ def read_study(paths: list[Path], ignore: tuple[str, ...], console: Console, pro
     if pending:
         console.print(
             f"[yellow]note:[/yellow] {len(pending)} folder(s) hold a config.yaml but no per_class.csv "
-            f"(unfinished or failed runs?) and are left out, e.g. {pending[0]}"
+            f"(unfinished or failed runs?) and are left out, e.g. {escape(str(pending[0]))}"
         )
     with progress_bar(console, progress) as bar:
         task = bar.add_task("reading runs", total=len(folders))
@@ -100,7 +101,7 @@ def read_study(paths: list[Path], ignore: tuple[str, ...], console: Console, pro
         repeated = sorted({repr(x) for x in s.seeds if s.seeds.count(x) > 1})
         if repeated:
             console.print(
-                f"[yellow]note:[/yellow] {s.label} has several runs with seed {', '.join(repeated)}; "
+                f"[yellow]note:[/yellow] {escape(s.label)} has several runs with seed {', '.join(repeated)}; "
                 "they count as separate replicates (vary `seed`, or --ignore the key that tells them apart)"
             )
     return Study(runs, class_names, keys, settings)
