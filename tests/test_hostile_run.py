@@ -339,12 +339,12 @@ def test_a_full_disk_leaves_no_temporary_and_keeps_the_old_file(full_disk):
 
 # -- 13. class names are data; classreg's own checkpoints load as tensors only -----------------------------------
 
-HOSTILE_NAMES = ["$x$", "[/x]", "<b>bold</b>", "Ünïcødé 猫"]
+HOSTILE_NAMES = ["$x_$", "[/x]", "<b>bold</b>", "Ünïcødé 猫"]
 
 
 @pytest.fixture(scope="module")
 def hostile_shards(cifar_tree, tmp_path_factory):
-    """Real shards of 4 CIFAR classes whose names are a math pair, rich markup, HTML and non-ASCII text."""
+    """Real shards of 4 CIFAR classes named with a (broken) matplotlib math pair, rich markup, HTML, non-ASCII."""
     from datamodules.shards.writer import Item, write_dataset
     from datamodules.sources.image_tree import encode_image_file, images_in
 
@@ -365,7 +365,7 @@ def hostile_shards(cifar_tree, tmp_path_factory):
 @pytest.mark.slow
 def test_hostile_class_names_train_print_and_resume(hostile_shards, tmp_path, capsys, force_unsafe_default):
     preset = tmp_path / "overrides.yaml"
-    overrides = {"[/x]": {"policy": []}, "$x$": {"policy": ["flip"]}}
+    overrides = {"[/x]": {"policy": []}, "$x_$": {"policy": ["flip"]}}
     preset.write_text(yaml.safe_dump({"aug": {"class_overrides": overrides}}, allow_unicode=True))
     args = ["fit", "-c", str(preset), f"data.root={hostile_shards}", f"out_dir={tmp_path}", "name=run", *TINY]
     assert main(args) == 0  # the table is printed after training: a name must not fail a finished run
@@ -400,7 +400,7 @@ def test_the_report_draws_and_escapes_hostile_class_names(tmp_path):
     assert len(list((tmp_path / "report").rglob("*.png"))) == 4
     page = report.html.read_text(encoding="utf-8")
     assert "&lt;b&gt;bold&lt;/b&gt;" in page and "<b>bold</b>" not in page
-    assert "$x$" in page and "[/x]" in page and "Ünïcødé 猫" in page
+    assert "$x_$" in page and "[/x]" in page and "Ünïcødé 猫" in page
 
 
 def test_the_per_class_table_prints_hostile_class_names(tmp_path):
@@ -516,3 +516,12 @@ def test_transfer_deletes_only_its_own_unfinished_probes(cifar_shards, tmp_path,
     rc = main(["transfer", str(tmp_path / "sweep"), "-d", str(downstream), "--out", str(tmp_path / "results")])
     _one_line_error(capsys, rc, "transfer", str(mine), "not a probe run folder", "--out")
     assert _files_under(mine) == {"notes.txt": b"my own notes"}
+
+
+def test_report_names_a_run_config_with_a_tag_in_one_line(tmp_path, capsys):
+    for seed in range(2):
+        write_run(tmp_path / f"seed{seed}", [f"seed={seed}"], [3, 4], [10, 10], ["a", "b"])
+    bad = tmp_path / "seed1" / "config.yaml"
+    bad.write_text(bad.read_text() + "extra: !!python/object/apply:os.system ['true']\n")
+    rc = main(["report", str(tmp_path), "--no-progress"])
+    _one_line_error(capsys, rc, "report", str(bad), "!!python/object/apply")

@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 from omegaconf import OmegaConf
 
+from datamodules.configkit import ConfigError, read_yaml_file
 from launch.config import run_key_facts
 from launch.report.errors import ReportError  # noqa: F401  (raised here, importable from here)
 
@@ -101,9 +102,9 @@ def flatten(tree, prefix: str = "") -> dict:
 def read_run(path: Path) -> Run:
     cfg_path, csv_path = path / "config.yaml", path / "per_class.csv"
     try:
-        config = flatten(OmegaConf.to_container(OmegaConf.load(cfg_path), resolve=False))
-    except Exception as e:
-        raise ReportError(f"cannot read {cfg_path}: {e}") from None
+        config = flatten(OmegaConf.to_container(read_yaml_file(cfg_path, "run config"), resolve=False))
+    except ConfigError as e:
+        raise ReportError(f"{e}, or leave the run out") from None
     table = pd.read_csv(csv_path)
     missing = {"epoch", "class_index", "class_name", "correct", "total"} - set(table.columns)
     if missing:
