@@ -42,5 +42,7 @@ class DataConfig:
         help="refuse images with more pixels (width x height), before decoding them, on both backends: a tiny PNG "
         "can decode to gigabytes. The default is Pillow's warning threshold (about 9459 x 9459)",
     )
-    mean: list[float] = setting(default_factory=lambda: list(IMAGENET_MEAN), help="per-channel normalization mean")
-    std: list[float] = setting(default_factory=lambda: list(IMAGENET_STD), help="per-channel normalization std")
+    mean: list[float] = bounded(list(IMAGENET_MEAN), length=3, help="per-channel (RGB) normalization mean")
+    std: list[float] = bounded(
+        list(IMAGENET_STD), 0.0, None, low_inclusive=False, length=3, help="per-channel (RGB) normalization std"
+    )

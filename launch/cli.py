@@ -26,7 +26,7 @@ def _cmd_fit(args) -> int:
     from launch.fit import fit
     from launch.per_class_table import print_per_class
 
-    fit(cfg)
+    fit(cfg, trust_checkpoints=args.trust_checkpoints)
     print_per_class(cfg.run_dir)
     return 0
 
@@ -143,6 +143,15 @@ def _cmd_transfer(args) -> int:
     return run_transfer(args)
 
 
+def _add_trust_flag(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument(
+        "--trust-checkpoints",
+        action="store_true",
+        help=f"load {what} with full unpickling, which runs any code the file names: only for checkpoints "
+        "from someone you trust (default: tensors and plain values only, docs/trust.md)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     from launch import __version__
 
@@ -155,6 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--print-config", action="store_true", help="print the resolved config as YAML and exit (nothing is run)"
     )
+    _add_trust_flag(p, "the resume checkpoint")
     p.add_argument("overrides", nargs="*", metavar="key.path=value", help="e.g. wd.value=5e-5 aug.rrc.min_scale=0.5")
     p.set_defaults(func=_cmd_fit)
 
@@ -276,6 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", "-o", default=None, help="where the probe runs go (default D-transfer)")
     p.add_argument("--report", action="store_true", help="then run `classreg report` on the probe runs")
+    _add_trust_flag(p, "the upstream checkpoints")
     p.add_argument("overrides", nargs="*", metavar="key.path=value", help="overrides of the downstream config")
     p.set_defaults(func=_cmd_transfer)
 

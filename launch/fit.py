@@ -7,7 +7,6 @@ import json
 import warnings
 
 import pytorch_lightning as pl
-from pytorch_lightning.utilities import rank_zero_only
 
 from launch.config import RunConfig, save_resolved
 from launch.resume import find_resume_checkpoint, keep_previous_log
@@ -15,8 +14,10 @@ from lightning_modules import runtime
 from lightning_modules.augment import ImageTransforms
 from lightning_modules.callbacks.param_groups import ParamGroupReport
 from lightning_modules.callbacks.per_class_results import PerClassResultsWriter
+from lightning_modules.callbacks.run_folder_gate import RunFolderGate
 from lightning_modules.callbacks.run_record import ResumeRecorder
 from lightning_modules.callbacks.runtime_report import RuntimeReport
+from lightning_modules.checkpoint_io import check_checkpoint
 from lightning_modules.classifier import Classifier
 from lightning_modules.trainer import build_trainer
 from lightning_modules.wandb_logging import wandb_loggers_and_callbacks
@@ -53,22 +54,32 @@ def build_datamodule(cfg: RunConfig, choices: runtime.RuntimeChoices | None = No
     )
 
 
-def fit(cfg: RunConfig, extra_callbacks: list = ()) -> dict:
-    """Train ``cfg`` and return the final metrics summary (also in run_dir/metrics.json)."""
+def _start_run_folder(cfg: RunConfig, ckpt_path, trust_checkpoints: bool) -> None:
+    """Global rank 0, holding the run folder's lock: check the resume checkpoint, then write config.yaml."""
+    run_dir = cfg.run_dir
+    if ckpt_path is not None:
+        check_checkpoint(ckpt_path, trust_checkpoints)  # before it is loaded: a planted one must not run code
+        print(f"resuming {run_dir} from {ckpt_path}", flush=True)
+        keep_previous_log(run_dir)  # the CSV logger would delete the scalars logged before the restart
+    save_resolved(cfg, run_dir / "config.yaml")
+
+
+def fit(cfg: RunConfig, extra_callbacks: list = (), trust_checkpoints: bool = False) -> dict:
+    """Train ``cfg`` and return the final metrics summary (also in run_dir/metrics.json).
+
+    The run folder is locked for the whole fit (a second fit into it stops, naming the holder); checkpoints
+    are loaded as tensors and plain values only unless ``trust_checkpoints`` (lightning_modules/checkpoint_io.py)."""
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     choices = runtime.resolve(cfg.trainer)
     data = build_datamodule(cfg, choices)
     data.setup("fit")  # reads the shards' classes and checks the transforms before any work
     run_dir = cfg.run_dir
-    run_dir.mkdir(parents=True, exist_ok=True)
-    save_resolved(cfg, run_dir / "config.yaml")
     model = Classifier.from_config(cfg, data.class_names)
     ckpt_path = find_resume_checkpoint(run_dir)  # hpc checkpoint after a requeue, else last.ckpt, else None
-    if ckpt_path is not None and rank_zero_only.rank == 0:  # (the rank from the environment: no Trainer yet)
-        print(f"resuming {run_dir} from {ckpt_path}", flush=True)
-        keep_previous_log(run_dir)  # the CSV logger (rank 0) would delete the scalars logged before the restart
+    gate = RunFolderGate(run_dir)
     loggers, callbacks = wandb_loggers_and_callbacks(cfg.logger, cfg.name, run_dir)
     callbacks = [
+        gate,
         PerClassResultsWriter(run_dir, data.class_names, cfg.metrics.worst_fraction),
         ParamGroupReport(run_dir, cfg.wd),
         ResumeRecorder(run_dir, ckpt_path),
@@ -84,7 +95,17 @@ def fit(cfg: RunConfig, extra_callbacks: list = ()) -> dict:
             loggers,
             precision=choices.precision,
             cudnn_benchmark=choices.cudnn_benchmark,
+            trust_checkpoints=trust_checkpoints,
         )
-        trainer.fit(runtime.prepare_module(model, choices), datamodule=data, ckpt_path=ckpt_path)
+        try:
+            gate.open(trainer, lambda: _start_run_folder(cfg, ckpt_path, trust_checkpoints))
+            trainer.fit(
+                runtime.prepare_module(model, choices),
+                datamodule=data,
+                ckpt_path=ckpt_path,
+                weights_only=not trust_checkpoints,
+            )
+        finally:
+            gate.close()
     metrics_path = run_dir / "metrics.json"
     return json.loads(metrics_path.read_text()) if metrics_path.exists() else {}

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from pytorch_lightning.utilities import rank_zero_only
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from lightning_modules.metrics.results_files import read_per_class_csv
@@ -20,7 +21,8 @@ def print_per_class(run_dir: str | Path, console: Console | None = None, highlig
     ranked = sorted(rows, key=lambda r: float(r["accuracy"]))
     worst = {r["class_index"] for r in ranked[:highlight]}
     best = {r["class_index"] for r in ranked[-highlight:]}
-    table = Table(title=f"Per-class validation accuracy (epoch {last_epoch}) - {run_dir}")
+    # Class names and paths are data: escape() keeps a name like "[/x]" from being read as rich markup.
+    table = Table(title=f"Per-class validation accuracy (epoch {last_epoch}) - {escape(str(run_dir))}")
     # Top-5 and ReaL columns exist in per_class.csv files written since they were added.
     extra = [
         (col, title)
@@ -48,7 +50,7 @@ def print_per_class(run_dir: str | Path, console: Console | None = None, highlig
         more = [f"{100 * float(r[col]):.1f}%" if r.get(col) else "" for col, _ in extra]
         table.add_row(
             r["class_index"],
-            r["class_name"],
+            escape(r["class_name"]),
             r["correct"],
             r["total"],
             f"{100 * float(r['accuracy']):.1f}%",
@@ -58,7 +60,7 @@ def print_per_class(run_dir: str | Path, console: Console | None = None, highlig
     console.print(table)
     accs = [float(r["accuracy"]) for r in rows]
     console.print(
-        f"mean class accuracy {100 * sum(accs) / len(accs):.1f}%  |  worst class {ranked[0]['class_name']} "
-        f"{100 * float(ranked[0]['accuracy']):.1f}%  |  best class {ranked[-1]['class_name']} "
+        f"mean class accuracy {100 * sum(accs) / len(accs):.1f}%  |  worst class {escape(ranked[0]['class_name'])} "
+        f"{100 * float(ranked[0]['accuracy']):.1f}%  |  best class {escape(ranked[-1]['class_name'])} "
         f"{100 * float(ranked[-1]['accuracy']):.1f}%"
     )

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 from rich.console import Console
+from rich.markup import escape
 
 from datamodules.config import DataConfig
 from datamodules.configkit import ClassregError, atomic_write_text, choice, dump_yaml, setting
@@ -84,7 +85,7 @@ def finished(run_dir: Path, max_epochs: int) -> bool:
     return metrics.is_file() and json.loads(metrics.read_text())["last"]["epoch"] >= max_epochs - 1
 
 
-def probe_one(upstream_dir: Path, out_dir: Path, transfer: TransferConfig) -> Path:
+def probe_one(upstream_dir: Path, out_dir: Path, transfer: TransferConfig, trust_checkpoints: bool = False) -> Path:
     import pytorch_lightning as pl
 
     from datamodules.torchvision_backend.datamodule import ShardDataModule
@@ -96,21 +97,27 @@ def probe_one(upstream_dir: Path, out_dir: Path, transfer: TransferConfig) -> Pa
     from lightning_modules.trainer import build_trainer
 
     ckpt = checkpoint_of(upstream_dir, transfer.checkpoint)
+    backbone = backbone_state(ckpt, trust_checkpoints)  # first: a refused checkpoint leaves no probe folder
     upstream = load_config(upstream_dir / "config.yaml")
     cfg = probe_config(upstream, transfer, out_dir)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     data = ShardDataModule(cfg.data, ImageTransforms.of(AugConfig(), cfg.data), seed=cfg.seed)
     data.setup("fit")
     if out_dir.exists():  # an unfinished probe restarts from scratch (it is cheap)
+        if not (out_dir / "transfer.yaml").is_file():
+            raise TransferError(
+                f"{out_dir} exists and is not a probe run folder (it has no transfer.yaml): classreg deletes only "
+                "its own unfinished probes; move it, or give another --out"
+            )
         shutil.rmtree(out_dir)
     out_dir.mkdir(parents=True)
-    shutil.copyfile(upstream_dir / "config.yaml", out_dir / "config.yaml")
+    atomic_write_text(out_dir / "config.yaml", (upstream_dir / "config.yaml").read_text(encoding="utf-8"))
     atomic_write_text(out_dir / "transfer.yaml", dump_yaml(transfer))
     atomic_write_text(
         out_dir / "source.json", json.dumps({"run": str(upstream_dir), "checkpoint": str(ckpt)}, indent=1)
     )
     try:
-        model = LinearProbe(OmegaConf.to_container(OmegaConf.structured(cfg)), data.class_names, backbone_state(ckpt))
+        model = LinearProbe(OmegaConf.to_container(OmegaConf.structured(cfg)), data.class_names, backbone)
     except ValueError as e:
         raise TransferError(f"{ckpt}: {e}; was it written by `classreg fit` with this config.yaml?") from None
     choices = runtime.resolve(cfg.trainer)
@@ -127,9 +134,15 @@ def probe_one(upstream_dir: Path, out_dir: Path, transfer: TransferConfig) -> Pa
 
 
 def transfer_all(
-    sweep: str | Path, transfer: TransferConfig, out: str | Path | None = None, console: Console | None = None
+    sweep: str | Path,
+    transfer: TransferConfig,
+    out: str | Path | None = None,
+    console: Console | None = None,
+    trust_checkpoints: bool = False,
 ) -> list[Path]:
-    """Probe every run under ``sweep``; finished probes are kept. Returns the probe run folders."""
+    """Probe every run under ``sweep``; finished probes are kept. Returns the probe run folders.
+
+    ``trust_checkpoints``: unpickle the upstream checkpoints fully (lightning_modules/checkpoint_io.py)."""
     console = console or Console()
     sweep = Path(sweep)
     out = Path(out) if out else sweep.with_name(sweep.name + "-transfer")
@@ -141,10 +154,13 @@ def transfer_all(
         rel = run.relative_to(sweep.resolve()) if run != sweep.resolve() else Path(run.name)
         target = out / rel
         if finished(target, transfer.trainer.max_epochs):
-            console.print(f"[{i}/{len(runs)}] {rel}: probe already finished")
+            console.print(f"[{i}/{len(runs)}] {escape(str(rel))}: probe already finished")
         else:
-            console.print(f"[{i}/{len(runs)}] probing {rel} ({transfer.checkpoint} checkpoint) on {transfer.data.root}")
-            probe_one(run, target, transfer)
+            console.print(
+                f"[{i}/{len(runs)}] probing {escape(str(rel))} ({transfer.checkpoint} checkpoint) "
+                f"on {escape(transfer.data.root)}"
+            )
+            probe_one(run, target, transfer, trust_checkpoints)
         done.append(target)
     return done
 
@@ -153,8 +169,8 @@ def run_transfer(args) -> int:
     transfer = load_config(args.downstream, args.overrides, schema=TransferConfig)
     console = Console(soft_wrap=True)
     out = args.out or Path(args.path).resolve().with_name(Path(args.path).resolve().name + "-transfer")
-    transfer_all(args.path, transfer, out, console)
-    console.print(f"probe runs in {out}")
+    transfer_all(args.path, transfer, out, console, trust_checkpoints=args.trust_checkpoints)
+    console.print(f"probe runs in {escape(str(out))}")
     if args.report:
         from launch.report import build_report
 

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import torch
 
+from lightning_modules.checkpoint_io import CheckpointError, load_checkpoint
 from lightning_modules.classifier import Classifier
 
 
-def backbone_state(checkpoint_path) -> dict:
-    """The backbone weights (``model.*`` without the classification head) of a `classreg fit` checkpoint."""
-    state = torch.load(checkpoint_path, map_location="cpu", weights_only=False)["state_dict"]
+def backbone_state(checkpoint_path, trust: bool = False) -> dict:
+    """The backbone weights (``model.*`` without the classification head) of a `classreg fit` checkpoint,
+    loaded as tensors only (lightning_modules/checkpoint_io.py; ``trust``: full unpickling)."""
+    state = load_checkpoint(checkpoint_path, trust).get("state_dict")
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(
+            f"checkpoint {checkpoint_path} has no state_dict of tensors: was it written by `classreg fit`?"
+        )
     return {k[len("model.") :]: v for k, v in state.items() if k.startswith("model.") and not k.startswith("model.fc.")}
 
 

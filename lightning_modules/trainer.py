@@ -42,12 +42,23 @@ class TrainerConfig:
 
 
 def build_trainer(
-    t: TrainerConfig, run_dir: Path, callbacks: list, loggers: list = (), *, precision: str, cudnn_benchmark: bool
+    t: TrainerConfig,
+    run_dir: Path,
+    callbacks: list,
+    loggers: list = (),
+    *,
+    precision: str,
+    cudnn_benchmark: bool,
+    trust_checkpoints: bool = False,
 ):
-    """A ``pl.Trainer``; ``precision``, ``cudnn_benchmark``: what the run really gets (see runtime.py)."""
+    """A ``pl.Trainer``; ``precision``, ``cudnn_benchmark``: what the run really gets (see runtime.py).
+
+    Checkpoints are loaded as tensors and plain values only, unless ``trust_checkpoints`` (checkpoint_io.py)."""
     import pytorch_lightning as pl
     from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
     from pytorch_lightning.loggers import CSVLogger
+
+    from lightning_modules.checkpoint_io import SafeCheckpointIO
 
     run_dir = Path(run_dir)
     checkpoint = ModelCheckpoint(
@@ -80,4 +91,5 @@ def build_trainer(
         enable_model_summary=False,
         logger=[CSVLogger(run_dir, name="logs", version=""), *loggers],
         callbacks=[checkpoint, LearningRateMonitor("step"), *callbacks],
+        plugins=[SafeCheckpointIO(trust=trust_checkpoints)],
     )

@@ -6,8 +6,9 @@ This package imports nothing of the project (an import-linter contract in setup.
 
 from datamodules.configkit.errors import ClassregError, ConfigError, did_you_mean
 from datamodules.configkit.fields import bounded, choice, field_facts, setting
-from datamodules.configkit.files import atomic_write_text, dump_yaml, save_yaml
-from datamodules.configkit.loading import load_config, merge, parse_overrides, typed
+from datamodules.configkit.files import atomic_write, atomic_write_text, dump_yaml, save_yaml
+from datamodules.configkit.loading import load_config, merge, overrides_config, parse_overrides, read_yaml_file, typed
+from datamodules.configkit.untrusted import check_yaml, refuse_interpolation
 from datamodules.configkit.validation import validate
 
 __all__ = [
@@ -18,12 +19,17 @@ __all__ = [
     "choice",
     "field_facts",
     "setting",
+    "atomic_write",
     "atomic_write_text",
     "dump_yaml",
     "save_yaml",
     "load_config",
     "merge",
+    "overrides_config",
     "parse_overrides",
+    "read_yaml_file",
+    "check_yaml",
+    "refuse_interpolation",
     "typed",
     "validate",
 ]

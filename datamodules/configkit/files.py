@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, Callable
 
 import yaml
 
@@ -20,16 +20,18 @@ def _fsync_folder(folder: Path) -> None:
         os.close(fd)
 
 
-def atomic_write_text(path: str | os.PathLike, text: str, durable: bool = True) -> None:
-    """Write a whole file so that readers see either the old or the new content, never half.
+def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], Any], durable: bool = True) -> None:
+    """Write a whole file with ``write(binary file)`` so that readers see either the old or the new content.
 
-    ``durable``: fsync the file and its folder, so that the new content survives a crash of the machine."""
+    The temporary file sits next to ``path`` (a rename within one filesystem is atomic) and is removed when
+    anything fails, a full disk included; the old file is then untouched. ``durable``: fsync the file and its
+    folder, so that the new content survives a crash of the machine."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
-        with open(tmp, "w") as fh:
-            fh.write(text)
+        with open(tmp, "wb") as fh:
+            write(fh)
             if durable:
                 fh.flush()
                 os.fsync(fh.fileno())
@@ -39,6 +41,12 @@ def atomic_write_text(path: str | os.PathLike, text: str, durable: bool = True) 
         raise
     if durable:
         _fsync_folder(path.parent)
+
+
+def atomic_write_text(path: str | os.PathLike, text: str, durable: bool = True) -> None:
+    """``atomic_write`` of UTF-8 text."""
+    data = text.encode("utf-8")
+    atomic_write(path, lambda fh: fh.write(data), durable=durable)
 
 
 def _plain(obj: Any) -> Any:

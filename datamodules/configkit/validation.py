@@ -41,6 +41,18 @@ def _check_field(key: str, value: Any, facts: dict) -> None:
         _check_number(key, value, facts)
 
 
+def _check_finite(key: str, value: Any) -> None:
+    """NaN and infinity compare false with every bound: refuse them anywhere, also inside lists and maps."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"bad value for config key '{key}': {value!r}. Give a finite number.")
+    if isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            _check_finite(f"{key}[{i}]", item)
+    elif isinstance(value, dict):
+        for k, item in value.items():
+            _check_finite(f"{key}.{k}", item)
+
+
 def validate(obj: Any, prefix: str = "") -> None:
     """Raise ConfigError naming the first field whose value breaks its facts; then run ``obj.validate()``."""
     for f in dataclasses.fields(obj):
@@ -50,8 +62,7 @@ def validate(obj: Any, prefix: str = "") -> None:
             validate(value, key + ".")
             continue
         _check_field(key, value, f.metadata)
-        if isinstance(value, float) and not math.isfinite(value):
-            _check_number(key, value, {"range": (None, None, True, True)})
+        _check_finite(key, value)
     post = getattr(obj, "validate", None)
     if callable(post):
         post()

@@ -1,4 +1,7 @@
-"""The report's figures, drawn with matplotlib's object API (no pyplot state, no display needed)."""
+"""The report's figures, drawn with matplotlib's object API (no pyplot state, no display needed).
+
+Class names and setting labels are data: every text drawn goes through ``_plain``, so that a name like
+``$x$`` is shown as written instead of being parsed as matplotlib math text (which fails on most names)."""
 
 from __future__ import annotations
 
@@ -7,12 +10,20 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
+from datamodules.configkit import atomic_write
+
 RED, GREEN, GREY = "#c0392b", "#27ae60", "#b0b0b0"
 
 
-def _save(fig: Figure, path: Path) -> Path:
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+def _plain(text) -> str:
+    """``text`` as literal text: matplotlib reads an escaped dollar as a dollar sign, never as math."""
+    return str(text).replace("$", r"\$")
+
+
+def _save(fig: Figure, path: Path, tight: bool = True) -> Path:
+    if tight:
+        fig.tight_layout()
+    atomic_write(path, lambda fh: fig.savefig(fh, format="png", dpi=110), durable=False)
     return path
 
 
@@ -30,12 +41,12 @@ def delta_sorted(names, delta, significant, title: str, path: Path) -> Path:
     )
     ax.axhline(0, color="black", lw=0.5)
     if len(d) <= 40:
-        ax.set_xticks(np.arange(len(d)), [names[i] for i in order], rotation=60, ha="right", fontsize=8)
+        ax.set_xticks(np.arange(len(d)), [_plain(names[i]) for i in order], rotation=60, ha="right", fontsize=8)
     else:
         ax.set_xticks([])
         ax.set_xlabel(f"{len(d)} classes, sorted by change")
     ax.set_ylabel("change in class accuracy (points)")
-    ax.set_title(title, fontsize=10)
+    ax.set_title(_plain(title), fontsize=10)
     ax.bar([0], [0], color=RED, label="significantly lower")
     ax.bar([0], [0], color=GREEN, label="significantly higher")
     ax.legend(fontsize=8, loc="upper left")
@@ -58,11 +69,11 @@ def strength_curves(x, xticklabels, xlabel: str, mean_curve, curves: dict, hurt:
             ms=3,
             lw=1.2,
             capsize=2,
-            label=f"{name} ({'hurt' if name in hurt else 'helped'})",
+            label=_plain(f"{name} ({'hurt' if name in hurt else 'helped'})"),
         )
     ax.plot(x, 100 * np.asarray(mean_curve), color="black", lw=2.5, marker="s", label="mean over classes")
-    ax.set_xticks(x, xticklabels, fontsize=8, rotation=20 if len(x) > 5 else 0)
-    ax.set_xlabel(xlabel)
+    ax.set_xticks(x, [_plain(t) for t in xticklabels], fontsize=8, rotation=20 if len(x) > 5 else 0)
+    ax.set_xlabel(_plain(xlabel))
     ax.set_ylabel("class accuracy (%)")
     ax.set_title("Most hurt and most helped classes against regularization strength", fontsize=10)
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
@@ -77,7 +88,7 @@ def tradeoff(labels, mean, worst, ref: int, best: int, path: Path) -> Path:
     ax.scatter(mean, worst, color="#34495e", zorder=3)
     for i, label in enumerate(labels):
         tag = " (reference)" if i == ref else " (best mean)" if i == best else ""
-        ax.annotate(label + tag, (mean[i], worst[i]), fontsize=7, xytext=(4, 3), textcoords="offset points")
+        ax.annotate(_plain(label + tag), (mean[i], worst[i]), fontsize=7, xytext=(4, 3), textcoords="offset points")
     ax.scatter([mean[ref]], [worst[ref]], s=120, facecolors="none", edgecolors="black", label="reference")
     ax.scatter([mean[best]], [worst[best]], s=120, marker="*", color="#f39c12", zorder=4, label="best mean")
     ax.margins(x=0.2, y=0.12)
@@ -99,12 +110,11 @@ def histograms(labels, acc, path: Path) -> Path:
     for ax, label, a in zip(axes, labels, 100 * np.asarray(acc, dtype=float)):
         ax.hist(a[~np.isnan(a)], bins=bins, color="#2980b9")
         ax.axvline(np.nanmean(a), color="black", lw=1, ls="--")
-        ax.set_title(label, fontsize=7)
+        ax.set_title(_plain(label), fontsize=7)
         ax.tick_params(labelsize=7)
     for ax in axes[len(labels) :]:
         ax.set_visible(False)
     fig.supxlabel("class accuracy (%)", fontsize=8)
     fig.supylabel("classes", fontsize=8)
     fig.subplots_adjust(left=0.07, right=0.98, bottom=0.12, top=0.9, hspace=0.45, wspace=0.1)
-    fig.savefig(path, dpi=110)  # fixed layout: tight_layout over many panels is slow
-    return path
+    return _save(fig, path, tight=False)  # fixed layout: tight_layout over many panels is slow

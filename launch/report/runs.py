@@ -20,10 +20,11 @@ from typing import Optional
 import pandas as pd
 from omegaconf import OmegaConf
 
+from datamodules.configkit import ConfigError, read_yaml_file
 from launch.config import run_key_facts
-from launch.report.errors import ReportError
+from launch.report.errors import ReportError  # noqa: F401  (raised here, importable from here)
 from launch.report.finished import RunState
-from lightning_modules.metrics.results_files import read_per_class_table  # noqa: F401  (raised here, importable from here)
+from lightning_modules.metrics.results_files import read_per_class_table
 
 SEED_KEY = "seed"
 # Keys that provably change neither what a run trains on nor how, nor which results it writes: never a
@@ -92,7 +93,7 @@ def find_runs(paths: list[str | Path]) -> list[Path]:
 
 
 def _load_tree(path: Path):
-    return OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+    return OmegaConf.to_container(read_yaml_file(path, "run config"), resolve=False)
 
 
 def read_run_folders(paths: list[str | Path]) -> list[tuple[Path, dict]]:
@@ -114,7 +115,8 @@ def read_run_folders(paths: list[str | Path]) -> list[tuple[Path, dict]]:
             tree = _load_tree(cfg_path)
         except Exception as e:
             if (folder / "per_class.csv").is_file():
-                raise ReportError(f"cannot read {cfg_path}: {e}") from None
+                what = str(e) if isinstance(e, ConfigError) else f"cannot read {cfg_path}: {e}"
+                raise ReportError(f"{what}, or leave the run out") from None
             continue
         if isinstance(tree, dict) and ({"data", "trainer"} <= set(tree) or (folder / "per_class.csv").is_file()):
             out.append((folder, flatten(tree)))
