@@ -165,7 +165,7 @@ def log_report(
     console.print(
         f"W&B: report run {rid} in group '{group}' ({mode}: {why}); it uses {len(used)} per-class artifacts"
         + (f", {len(not_found)} of them not on W&B yet" if not_found else "")
-        + (f"; {without} runs have none yet" if without else ""),
+        + (f"; {without} runs have none (not finished, or logger.wandb=false)" if without else ""),
         soft_wrap=True,
     )
     if mode == "offline":

@@ -28,13 +28,33 @@ from launch.sweep.status import ACTIVE, STATUS, pid_alive
 from lightning_modules.run_record import read_record
 
 
+def _stat_key(path: str):
+    try:
+        st = os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    return st.st_ino, st.st_mtime_ns, st.st_size  # results files are replaced by a rename: a new inode
+
+
+@dataclass
+class _OnePoint:
+    """What ``status_rows`` reads of a sweep, for one point."""
+
+    point: str
+    status: dict
+
+    def statuses(self, as_paths: bool = False):
+        return [(self.point, self.status)]
+
+
 @dataclass
 class WatchedSweep(Sweep):
-    """A Sweep whose ``statuses()`` re-reads only the status files that changed since its last call (a status
-    file is replaced by a rename: a new inode and mtime), so that a refresh costs one stat per point."""
+    """A Sweep that re-reads, between two refreshes, only the status files, metrics.json and resume.json that
+    changed (one stat each otherwise), and recomputes only the rows of ``status_rows`` whose inputs changed."""
 
     _cache: dict = field(default_factory=dict, repr=False)
     _rates: dict = field(default_factory=dict, repr=False)
+    _rows: dict = field(default_factory=dict, repr=False)
     peak_running: int = 0  # the most points seen running at once in this watch: the sweep's parallelism
 
     @classmethod
@@ -46,29 +66,44 @@ class WatchedSweep(Sweep):
         if not self.points_dir.is_dir():
             return out
         for entry in os.scandir(self.points_dir):
-            path = os.path.join(entry.path, STATUS)
-            try:
-                st = os.stat(path)
-                key = (st.st_ino, st.st_mtime_ns, st.st_size)
-                hit = self._cache.get(entry.path)
-                if hit is None or hit[0] != key:
+            path = f"{entry.path}/{STATUS}"  # os.path.join is a cost here, at 10,000 points a refresh
+            key = _stat_key(path)
+            hit = self._cache.get(entry.path)
+            if key is None:
+                continue  # a point folder still being created
+            if hit is None or hit[0] != key:
+                try:
                     with open(path) as fh:
                         hit = self._cache[entry.path] = (key, json.load(fh))
-            except (FileNotFoundError, NotADirectoryError, json.JSONDecodeError):
-                continue  # a point folder still being created
+                except (FileNotFoundError, json.JSONDecodeError):
+                    continue
             out.append((entry.path, hit[1]))
         out.sort(key=lambda x: x[1]["index"])
         return [(Path(p), s) for p, s in out] if as_paths else out
 
+    def rows(self, queued: Optional[dict[str, str]]) -> list[dict]:
+        """``status_rows(self, queued)``: a row depends on the status, metrics.json (but for pending and done
+        points) and the point's job in the queue."""
+        out = []
+        for point, status in self.statuses(as_paths=False):
+            job = (status.get("owner") or {}).get("job_id") or status.get("job_id")
+            key = (
+                self._cache[point][0],
+                None if status["state"] in ("pending", "done") else _stat_key(f"{point}/metrics.json"),
+                queued is None,
+                job,
+                (queued or {}).get(job),
+            )
+            hit = self._rows.get(point)
+            if hit is None or hit[0] != key:
+                [row] = status_rows(_OnePoint(point, status), queued)
+                hit = self._rows[point] = (key, row)
+            out.append(dict(hit[1]))
+        return out
+
     def seconds_per_epoch(self, point: str) -> Optional[float]:
         """``running_seconds_per_epoch``, recomputed only when resume.json or metrics.json changed."""
-        key = []
-        for name in ("resume.json", "metrics.json"):
-            try:
-                st = os.stat(os.path.join(point, name))
-                key.append((st.st_ino, st.st_mtime_ns))
-            except FileNotFoundError:
-                key.append(None)
+        key = [_stat_key(os.path.join(point, name)) for name in ("resume.json", "metrics.json")]
         hit = self._rates.get(point)
         if hit is None or hit[0] != key:
             hit = self._rates[point] = (key, running_seconds_per_epoch(point))
@@ -125,7 +160,7 @@ class Snapshot:
     counts: dict[str, int]
     epochs_done: int
     epochs_total: int
-    running: list[dict]  # rows, each with "seconds_per_epoch" and "eta"
+    running: list[dict]  # rows, each with its measured "rate" (seconds per epoch) and "eta"
     failed: list[dict]
     lost: int
     seconds_per_epoch: Optional[float]  # the median over finished and running points
@@ -143,11 +178,13 @@ class Snapshot:
 
 
 def snapshot(sweep: Sweep) -> Snapshot:
+    if not isinstance(sweep, WatchedSweep):
+        sweep = WatchedSweep.of(sweep)
     try:
         queued = sweep.queued_jobs()
     except SlurmError:
         queued = None  # no SLURM client here: queue states unknown
-    rows = status_rows(sweep, queued)
+    rows = sweep.rows(queued)
     measured, running, failed = [], [], []
     done = total = remaining = lost = 0
     for r in rows:
@@ -162,21 +199,18 @@ def snapshot(sweep: Sweep) -> Snapshot:
         if r["state"] == "done" and r["seconds_per_epoch"]:
             measured.append(r["seconds_per_epoch"])
         elif r["state"] == "running":
-            point = str(sweep.points_dir / r["id"])
-            rate = sweep.seconds_per_epoch if isinstance(sweep, WatchedSweep) else running_seconds_per_epoch
-            r["seconds_per_epoch"] = rate(point)
-            if r["seconds_per_epoch"]:
-                measured.append(r["seconds_per_epoch"])
+            r["rate"] = sweep.seconds_per_epoch(str(sweep.points_dir / r["id"]))
+            if r["rate"]:
+                measured.append(r["rate"])
             running.append(r)
         elif r["state"] == "failed":
             failed.append(r)
     spe = statistics.median(measured) if measured else None
     for r in running:
-        rate = r["seconds_per_epoch"] or spe
+        rate = r["rate"] or spe
         r["eta"] = rate * (r["max_epochs"] - (r["epoch"] or 0)) if rate and r["max_epochs"] else None
     parallel = max(1, len(running))
-    if isinstance(sweep, WatchedSweep):  # between two points (or a queue wait) none may run for a moment
-        sweep.peak_running = parallel = max(parallel, sweep.peak_running)
+    sweep.peak_running = parallel = max(parallel, sweep.peak_running)  # none may run for a moment between two
     eta = remaining * spe / parallel if spe is not None else (0.0 if not remaining else None)
     return Snapshot(sweep, rows, counts(rows), done, total, running, failed, lost, spe, eta, parallel)
 
@@ -237,7 +271,7 @@ def render(snap: Snapshot, every: float, height: int, max_failures: int = 5) -> 
                 short_params(r["params"]),
                 f"{r['epoch'] or 0}/{r['max_epochs']}",
                 f"{r['accuracy']:.3f}" if r["accuracy"] is not None else "",
-                f"{r['seconds_per_epoch']:.1f}" if r["seconds_per_epoch"] else "",
+                f"{r['rate']:.1f}" if r["rate"] else "",
                 fmt_duration(r["eta"]) if r["eta"] is not None else "",
                 r["job_id"] or r["owner"] or "",
             )
