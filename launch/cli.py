@@ -127,6 +127,7 @@ def _cmd_report(args) -> int:
         ignore=args.ignore,
         split=args.split,
         seeds=args.seeds,
+        wandb=args.wandb,
     )
     report = build_report(args.paths, args.out, options, progress=not args.no_progress)
     print(report.headline)
@@ -271,6 +272,11 @@ def build_parser() -> argparse.ArgumentParser:
         "setting has)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument(
+        "--wandb",
+        action="store_true",
+        help="also log it to W&B as a job_type=report run in the sweep's group (offline unless online is possible)",
+    )
     p.set_defaults(func=_cmd_report)
 
     p = sub.add_parser("transfer", help="linear probes on frozen checkpoints, trained on a downstream dataset")

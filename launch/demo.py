@@ -13,7 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 from datamodules.configkit import atomic_write_text, dump_yaml
 from datamodules.shards.format import MANIFEST
 from datamodules.sources.fashion_mnist import shard_fashion_mnist
-from launch.report import build_report
+from launch.report import ReportOptions, build_report
 from launch.resources import SWEEPS, resolve_config
 from launch.sweep.folder import materialise
 from launch.sweep.local import LocalExecutor
@@ -91,7 +91,9 @@ def run_demo(args) -> int:
         return 1
 
     console.print("[bold]3/3[/bold] report")
-    report = build_report([sweep.dir], out_dir=workdir / "report", progress=True)
+    # the report goes to W&B too when the points do (the demo's points log offline unless logger.wandb=false)
+    to_wandb = bool(yaml.safe_load((sweep.point_dirs()[0] / "config.yaml").read_text())["logger"]["wandb"])
+    report = build_report([sweep.dir], workdir / "report", ReportOptions(wandb=to_wandb), progress=True)
     console.print(f"\n[bold]{report.headline}[/bold]", soft_wrap=True)
     console.print(f"report: {report.html}   (tables and figures in {report.out_dir})", soft_wrap=True)
     console.print(f"demo finished in {(time.time() - started) / 60:.1f} minutes")

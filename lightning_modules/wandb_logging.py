@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
-from datamodules.configkit import choice, setting
+from datamodules.configkit import bounded, choice, setting
 
 DEFAULT_BASE_URL = "https://api.wandb.ai"
 
@@ -32,6 +32,14 @@ class LoggerConfig:
         ["auto", "online", "offline"],
         help="`auto`: online when an API key is configured and the W&B server answers, else offline "
         "(`wandb sync` later)",
+    )
+    class_scalars: int = bounded(
+        100,
+        0,
+        None,
+        help="per-class accuracy scalars `val/class_acc/<class>` per validation, to chart classes over epochs: "
+        "every class when there are at most this many, else (n = this value) the ceil(n/2) worst and n//2 best "
+        "classes of that validation; 0: none",
     )
 
 
@@ -107,4 +115,4 @@ def wandb_loggers_and_callbacks(lc: LoggerConfig, name: str, run_dir: Path) -> t
     from lightning_modules.callbacks.wandb_per_class import WandbPerClassLogger
 
     logger = build_wandb_logger(lc, name, run_dir)
-    return [logger], [WandbPerClassLogger(logger, run_dir)]
+    return [logger], [WandbPerClassLogger(logger, run_dir, lc.class_scalars)]

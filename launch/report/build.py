@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 from rich.console import Console
 
@@ -51,6 +52,10 @@ class ReportOptions:
         "most runs any setting has",
     )
     title: str = setting("classreg: class-dependence report", help="the HTML page's title")
+    wandb: bool = setting(
+        False,
+        help="also log the report to W&B: one `job_type=report` run in the sweep's group, updated by every re-run",
+    )
 
 
 @dataclass
@@ -61,6 +66,8 @@ class Report:
     files: dict[str, Path]
     reference: str
     best: str
+    coverage: str = ""  # for a sweep folder: how many of its points the report covers, finished or not
+    wandb: Optional[dict] = None  # what --wandb logged (launch/report/wandb_report.py)
 
 
 def default_out_dir(paths: list[Path]) -> Path:
@@ -68,6 +75,35 @@ def default_out_dir(paths: list[Path]) -> Path:
     if len(paths) == 1 and not (single / "per_class.csv").is_file():
         return single / "report"
     return Path("report")
+
+
+def sweep_coverage(paths: list[Path], study):
+    """For a report over one sweep folder: (how many of its points are in the report and finished, whether all
+    are, the Sweep); a sweep that is still running is reported on as it stands. ("", True, None) for run folders."""
+    if len(paths) != 1 or not (paths[0] / "sweep.json").is_file():
+        return "", True, None
+    from launch.sweep.folder import Sweep
+
+    sweep = Sweep.open(paths[0])
+    reported = {r.path.resolve() for r in study.runs}
+    finished = partial = 0
+    missing: dict[str, int] = {}
+    statuses = sweep.statuses()
+    for point, status in statuses:
+        if point.resolve() not in reported:
+            missing[status["state"]] = missing.get(status["state"], 0) + 1
+        elif status["state"] == "done":
+            finished += 1
+        else:
+            partial += 1
+    text = f"{finished} of {len(statuses)} points finished"
+    if partial:
+        text += f", {partial} still training (in the report at their last validated epoch)"
+    if missing:
+        text += (
+            f", {sum(missing.values())} not in the report (" + ", ".join(f"{n} {k}" for k, n in missing.items()) + ")"
+        )
+    return text, finished == len(statuses), sweep
 
 
 def build_report(
@@ -89,4 +125,14 @@ def build_report(
     files.update({f"figure_{k}": p for k, _, p in figs})
     files["html"] = write_html(study, analysis, options, tables, figs, out_dir / "report.html")
     labels = study.labels
-    return Report(analysis.headline, files["html"], out_dir, files, labels[analysis.ref], labels[analysis.best])
+    coverage, complete, sweep = sweep_coverage(paths, study)
+    if not complete:
+        console.print(f"[yellow]note:[/yellow] sweep {sweep.name} is not finished: {coverage}", soft_wrap=True)
+    report = Report(
+        analysis.headline, files["html"], out_dir, files, labels[analysis.ref], labels[analysis.best], coverage
+    )
+    if options.wandb:
+        from launch.report.wandb_report import log_report
+
+        report.wandb = log_report(report, study, options, tables, figs, coverage, console, sweep and sweep.dir)
+    return report

@@ -1,4 +1,4 @@
-"""`classreg sweep plan|submit|resume|status|cancel|run`: argument parsing and the command functions."""
+"""`classreg sweep plan|submit|resume|status|sync|cancel|run`: argument parsing and the command functions."""
 
 from __future__ import annotations
 
@@ -71,6 +71,13 @@ def _cmd_status(a) -> int:
     from launch.sweep.slurm import SlurmError
 
     sweep = Sweep.open(a.dir)
+    if a.watch is not None:
+        from launch.sweep.watch import watch
+
+        if a.json or a.watch <= 0:
+            print("classreg sweep: error: --watch takes a positive number of seconds, without --json", file=sys.stderr)
+            return 2
+        return watch(sweep, a.watch)
     try:
         queued = sweep.queued_jobs()
     except SlurmError:
@@ -81,6 +88,16 @@ def _cmd_status(a) -> int:
     else:
         print_status(sweep, rows, a.limit, log_lines=a.log_lines)
     return 0
+
+
+def _cmd_sync(a) -> int:
+    from launch.sweep.folder import Sweep
+    from launch.sweep.sync import sync
+
+    if a.retries < 1 or a.timeout <= 0:
+        print("classreg sweep: error: --retries takes 1 or more, --timeout a positive number", file=sys.stderr)
+        return 2
+    return sync(Sweep.open(a.dir), a.report, dry_run=a.dry_run, retries=a.retries, timeout=a.timeout)
 
 
 def _cmd_cancel(a) -> int:
@@ -134,7 +151,30 @@ def add_sweep_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="machine-readable, every point")
     p.add_argument("--limit", type=int, default=200, help="rows in the table (default 200)")
     p.add_argument("--log-lines", type=int, default=5, help="log lines shown per failed point")
+    p.add_argument(
+        "--watch",
+        nargs="?",
+        type=float,
+        const=10.0,
+        default=None,
+        metavar="SECONDS",
+        help="a live view, refreshed every SECONDS (default 10) until no point is queued or running; Ctrl-C quits",
+    )
     p.set_defaults(func=_cmd_status)
+
+    p = ssub.add_parser("sync", help="upload the points' offline W&B runs (and the report's) with `wandb sync`")
+    p.add_argument("dir")
+    p.add_argument("--dry-run", action="store_true", help="list the offline runs that would be uploaded")
+    p.add_argument(
+        "--report",
+        action="append",
+        default=[],
+        metavar="FOLDER",
+        help="a report folder outside DIR written by `classreg report --wandb`; repeatable (DIR/*/ is searched)",
+    )
+    p.add_argument("--retries", type=int, default=3, help="W&B's retries per request, 1 or more (default 3)")
+    p.add_argument("--timeout", type=float, default=1800, help="seconds one point's `wandb sync` may take")
+    p.set_defaults(func=_cmd_sync)
 
     p = ssub.add_parser("cancel", help="scancel the sweep's queued and running jobs")
     p.add_argument("dir")

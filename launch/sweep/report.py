@@ -56,6 +56,7 @@ def status_rows(sweep: Sweep, queued: Optional[dict[str, str]] = None, log_lines
             "epoch": epochs,
             "max_epochs": s.get("max_epochs"),
             "accuracy": acc,
+            "seconds_per_epoch": (s.get("result") or {}).get("seconds_per_epoch"),
             "job_id": job,
             "slurm_state": (queued or {}).get(job) if job else None,
             "in_queue": None if queued is None or not job or "_" not in job else job in queued,
