@@ -337,7 +337,7 @@ def test_dali_sample_keys_come_from_the_public_source_info_output(cifar_shards):
     dm.setup()
     loader = dm.loader("test", train=False, with_keys=True)
     assert type(loader.iterator) is DALIGenericIterator  # DALI's own iterator, no private method overridden
-    assert loader.iterator.output_map == ["images", "labels", "keys"]
+    assert loader.iterator.output_map == ["images", "labels", "oversized", "keys"]
     keys = [k for batch in loader for k in batch[2]]
     assert len(keys) == len(set(keys)) == 70 and all(k.rsplit("_", 1)[0] in dm.class_names for k in keys)
 
