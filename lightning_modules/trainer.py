@@ -81,3 +81,22 @@ def build_trainer(
         logger=[CSVLogger(run_dir, name="logs", version=""), *loggers],
         callbacks=[checkpoint, LearningRateMonitor("step"), *callbacks],
     )
+
+
+def build_evaluator(t: TrainerConfig, callbacks: list, *, precision: str):
+    """A ``pl.Trainer`` for one evaluation after fit (the test split): the same devices and precision, no
+    logger, checkpoints or progress bar; the whole split, whatever ``limit_val_batches``."""
+    import pytorch_lightning as pl
+
+    return pl.Trainer(
+        accelerator=t.accelerator,
+        devices=t.devices,
+        num_nodes=t.num_nodes,
+        precision=precision,
+        deterministic="warn" if t.deterministic else False,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=callbacks,
+    )

@@ -140,12 +140,21 @@ def test_short_fit_with_class_conditional_policy_and_grouped_decay(cifar_shards,
     resolved = yaml.safe_load((run / "config.yaml").read_text())
     assert resolved["aug"]["policy"] == ["rrc", "flip", "color_jitter"]
     assert resolved["aug"]["class_overrides"] == {"cat": {"policy": ["none"]}, "dog": {"rrc": {"min_scale": 0.8}}}
-    assert resolved["wd"] == {"value": 5e-4, "exclude": "norm_and_bias", "mode": "decoupled", "schedule": "shrink_follows_lr"}
+    assert resolved["wd"] == {
+        "value": 5e-4,
+        "exclude": "norm_and_bias",
+        "mode": "decoupled",
+        "schedule": "shrink_follows_lr",
+    }
     assert "weight_decay" not in resolved["optim"]
     assert load_config(run / "config.yaml").aug.for_class("dog").rrc.min_scale == 0.8
 
     report = json.loads((run / "param_groups.json").read_text())
-    assert (report["mode"], report["schedule"], report["exclude"]) == ("decoupled", "shrink_follows_lr", "norm_and_bias")
+    assert (report["mode"], report["schedule"], report["exclude"]) == (
+        "decoupled",
+        "shrink_follows_lr",
+        "norm_and_bias",
+    )
     groups = {g["name"]: g for g in report["groups"]}
     assert groups["decay"]["weight_decay"] == 5e-4 and groups["no_decay"]["weight_decay"] == 0.0
     model = Classifier.load_from_checkpoint(run / "checkpoints" / "last.ckpt").model

@@ -52,3 +52,6 @@ class ShardDataModule(ShardsDataModule):
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.val_split, train=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.test_split, train=False)
