@@ -50,15 +50,17 @@ def build_trainer(
     from pytorch_lightning.loggers import CSVLogger
 
     run_dir = Path(run_dir)
-    checkpoint = ModelCheckpoint(
+    best = ModelCheckpoint(
         dirpath=run_dir / "checkpoints",
         filename="best-{epoch:03d}",
         monitor="val/acc",
         mode="max",
         save_top_k=1,
-        save_last=True,
         auto_insert_metric_name=False,
     )
+    # Lightning 2.6 writes save_last's last.ckpt only when the best checkpoint changes: a callback of its own
+    # keeps checkpoints/last.ckpt the latest model (what resuming and `transfer checkpoint=last` read).
+    last = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", enable_version_counter=False)
     if t.progress_bar:
         callbacks = [*callbacks, TQDMProgressBar(refresh_rate=10)]
     return pl.Trainer(
@@ -79,7 +81,7 @@ def build_trainer(
         enable_progress_bar=t.progress_bar,
         enable_model_summary=False,
         logger=[CSVLogger(run_dir, name="logs", version=""), *loggers],
-        callbacks=[checkpoint, LearningRateMonitor("step"), *callbacks],
+        callbacks=[best, last, LearningRateMonitor("step"), *callbacks],
     )
 
 
