@@ -105,9 +105,10 @@ class ShardStream(IterableDataset):
             offset += size
             if lo >= hi:
                 continue
-            samples, read = tarfile_samples([{"url": url}], handler=_raise_with_shard), 0
+            samples, read = tarfile_samples([{"url": url}], handler=_raise_with_shard), lo
             try:
-                for read, sample in enumerate(itertools.islice(samples, lo, hi), lo + 1):
+                for sample in itertools.islice(samples, lo, hi):
+                    read += 1
                     yield sample
             finally:
                 samples.close()
