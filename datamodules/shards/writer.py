@@ -215,6 +215,7 @@ def write_dataset(
     verify: bool = False,
     excluded: Optional[dict[str, list[str]]] = None,
     readable_names: Optional[list[str]] = None,
+    val_fraction: float = 0.0,
 ) -> dict:
     out = Path(out)
     if (out / MANIFEST).exists() and not overwrite:
@@ -223,6 +224,11 @@ def write_dataset(
         raise ShardError(f"--shard-size must be >= 1, got {shard_size}")
     workers = workers or default_workers()
     encode = functools.partial(encode, verify=verify)
+    val_from_train = None
+    if val_fraction:
+        from datamodules.shards.holdout import carve_validation
+
+        items_by_split, val_from_train = carve_validation(items_by_split, val_fraction, seed, len(classes))
     jobs = {
         split: plan_shards(out, split, items, len(classes), encode, shard_size, seed)
         for split, items in items_by_split.items()
@@ -234,6 +240,7 @@ def write_dataset(
         "shard_size": shard_size,
         "verify": verify,
         "classes": classes,
+        "val_fraction": val_fraction,
     }
     fingerprint = _plan_fingerprint(jobs, settings)
     plan_file = out / PROGRESS / "plan.json"
@@ -265,6 +272,8 @@ def write_dataset(
     }
     if readable_names:
         manifest["readable_names"] = readable_names
+    if val_from_train:
+        manifest["val_from_train"] = val_from_train
     for split, split_jobs in jobs.items():
         manifest["splits"][split] = _split_summary(split_jobs, records, len(classes), (excluded or {}).get(split, []))
     (out / STAGING).rmdir()
