@@ -101,7 +101,8 @@ fit(load_config(None, sys.argv[2:]), extra_callbacks=[Recorder(sys.argv[1])])
 
 @pytest.fixture(scope="module")
 def odd_shards(cifar_tree, tmp_path_factory):
-    """239 training images in shards of 70, 70, 70 and 29; a validation split of 5 images (3 and 2 per rank)."""
+    """239 training images in shards of 70, 70, 70 and 29; a validation split of 5 images (3 and 2 per rank:
+    copies of test images, only the arithmetic matters here); the 70 test images as the test split."""
     import shutil
 
     from datamodules.sources.image_tree import shard_image_tree
@@ -109,9 +110,10 @@ def odd_shards(cifar_tree, tmp_path_factory):
     tree = tmp_path_factory.mktemp("odd") / "tree"
     shutil.copytree(cifar_tree / "train", tree / "train")
     next(iter(sorted((tree / "train" / "cat").iterdir()))).unlink()
-    for name in sorted(p.name for p in (cifar_tree / "test").iterdir())[:5]:
-        (tree / "test" / name).mkdir(parents=True)
-        shutil.copy(sorted((cifar_tree / "test" / name).iterdir())[0], tree / "test" / name)
+    shutil.copytree(cifar_tree / "test", tree / "test")
+    for name in sorted(p.name for p in (cifar_tree / "train").iterdir())[:5]:
+        (tree / "val" / name).mkdir(parents=True)
+        shutil.copy(sorted((cifar_tree / "test" / name).iterdir())[0], tree / "val" / name)
     out = tmp_path_factory.mktemp("odd_shards")
     shard_image_tree(tree, out, shard_size=70, seed=0, workers=1)
     return out
@@ -175,3 +177,10 @@ def test_full_ddp_epochs_take_the_same_steps_on_every_rank_and_val_loss_is_exact
     trainer = pl.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False)
     (single,) = trainer.validate(model, datamodule=build_datamodule(cfg))
     assert float(logged[-1]["val/loss"]) == pytest.approx(single["val/loss"], rel=1e-5)
+
+    # the final model on the test split, evaluated once by both ranks: every test image counted once, exactly
+    test_rows = list(csv.DictReader(open(tmp_path / "ddp" / "per_class_test.csv")))
+    assert [int(r["total"]) for r in test_rows] == [7] * 10
+    trainer.test(model, datamodule=build_datamodule(cfg))
+    assert [int(r["correct"]) for r in test_rows] == model.last_test_results.correct.tolist()
+    assert json.loads((tmp_path / "ddp" / "metrics.json").read_text())["test"]["samples"] == 70
