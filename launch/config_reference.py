@@ -20,8 +20,8 @@ SECTIONS = (
     (
         "Run config (`classreg fit`, every sweep point)",
         RunConfig,
-        "A preset (`-c configs/x.yaml` or a packaged preset's name), then `key.path=value` overrides. An unknown key or "
-        "a bad value stops the command before any work, naming the key, the value and what is allowed.",
+        "A preset (`-c configs/x.yaml` or a packaged preset's name), then `key.path=value` overrides. An unknown "
+        "key or a bad value stops the command before any work, naming the key, the value and what is allowed.",
     ),
     ("Sweep spec (`classreg sweep`)", SweepSpec, "The YAML file of a grid: a base config, axes, seeds, resources."),
     (
