@@ -56,6 +56,12 @@ class ShardsDataModule(pl.LightningDataModule):
     def num_classes(self) -> int:
         return len(self.class_names)
 
+    @property
+    def test_split(self) -> Optional[str]:
+        """``test`` when the shards have a test split that is not the validation split (evaluated once, at the end
+        of fit, by ``test_dataloader``), else None."""
+        return "test" if "test" in self.manifest["splits"] and self.val_split != "test" else None
+
     def split_size(self, split: str) -> int:
         return self.manifest["splits"][split]["samples"]
 

@@ -30,7 +30,10 @@ class DataConfig:
     )
     train_split: str = setting("train", help="the shards' split to train on")
     val_split: str = setting(
-        "auto", help="the split validated after every epoch; `auto`: `val` if the shards have it, else `test`"
+        "auto",
+        help="the split validated after every epoch (it picks the best checkpoint); `auto`: `val` if the shards "
+        "have it (`classreg shard --val-fraction`), else `test`. A `test` split other than it is evaluated once, "
+        "on the final model (per_class_test.csv)",
     )
     image_size: int = bounded(224, 8, 1024, help="training and evaluation resolution (pixels, square)")
     batch_size: int = bounded(256, 1, help="images per batch and process")

@@ -69,6 +69,8 @@ def _cmd_shard(args) -> int:
         verify=args.verify,
         max_pixels=MAX_IMAGE_PIXELS if args.max_pixels is None else args.max_pixels,
     )
+    if args.val_fraction:
+        opts["val_fraction"] = args.val_fraction
     if args.source_format == "fashion-mnist":
         from datamodules.sources.fashion_mnist import shard_fashion_mnist
 
@@ -181,7 +183,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--from", dest="source_format", choices=["imagefolder", "fashion-mnist"], default="imagefolder")
     p.add_argument("--shard-size", type=int, default=1000, help="samples per shard (default 1000)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the shuffle across shards")
+    p.add_argument("--seed", type=int, default=0, help="seed of the shuffle across shards (and of --val-fraction)")
+    p.add_argument(
+        "--val-fraction",
+        type=float,
+        default=0.0,
+        metavar="F",
+        help="carve a `val` split of this fraction of every class's training images (seeded), for model "
+        "selection; the source's test split is then evaluated only once, at the end of fit",
+    )
     p.add_argument("--workers", type=int, default=None, help="encoding processes (default: all cores)")
     p.add_argument(
         "--overwrite",

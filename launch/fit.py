@@ -12,14 +12,16 @@ from launch.config import RunConfig, save_resolved
 from launch.resume import find_resume_checkpoint, keep_previous_log
 from lightning_modules import runtime
 from lightning_modules.augment import ImageTransforms
+from lightning_modules.callbacks.divergence import DivergenceGuard
 from lightning_modules.callbacks.param_groups import ParamGroupReport
 from lightning_modules.callbacks.per_class_results import PerClassResultsWriter
 from lightning_modules.callbacks.run_folder_gate import RunFolderGate
 from lightning_modules.callbacks.run_record import ResumeRecorder
 from lightning_modules.callbacks.runtime_report import RuntimeReport
+from lightning_modules.callbacks.test_results import FinalEvaluationWriter
 from lightning_modules.checkpoint_io import check_checkpoint
 from lightning_modules.classifier import Classifier
-from lightning_modules.trainer import build_trainer
+from lightning_modules.trainer import build_evaluator, build_trainer
 from lightning_modules.wandb_logging import wandb_loggers_and_callbacks
 
 # Warnings that are wrong about a classreg fit, silenced only while it runs (`quiet_known_warnings`).
@@ -43,10 +45,10 @@ def build_datamodule(cfg: RunConfig, choices: runtime.RuntimeChoices | None = No
     """The datamodule of ``cfg.data.backend`` with the run's transforms (call ``setup()`` before use)."""
     choices = choices or runtime.resolve(cfg.trainer)
     transforms = ImageTransforms.of(cfg.aug, cfg.data)
-    if cfg.data.backend == "dali":  # its batches carry no sample keys: ReaL labels need the torchvision backend
+    if cfg.data.backend == "dali":
         from datamodules.dali_backend.datamodule import DaliDataModule
 
-        return DaliDataModule(cfg.data, transforms, seed=cfg.seed)
+        return DaliDataModule(cfg.data, transforms, seed=cfg.seed, eval_keys=bool(cfg.metrics.real_labels))
     from datamodules.torchvision_backend.datamodule import ShardDataModule
 
     return ShardDataModule(
@@ -81,6 +83,7 @@ def fit(cfg: RunConfig, extra_callbacks: list = (), trust_checkpoints: bool = Fa
     callbacks = [
         gate,
         PerClassResultsWriter(run_dir, data.class_names, cfg.metrics.worst_fraction),
+        DivergenceGuard(run_dir),
         ParamGroupReport(run_dir, cfg.wd),
         ResumeRecorder(run_dir, ckpt_path),
         RuntimeReport(run_dir, cfg.optim, cfg.data.batch_size, choices),
@@ -97,14 +100,15 @@ def fit(cfg: RunConfig, extra_callbacks: list = (), trust_checkpoints: bool = Fa
             cudnn_benchmark=choices.cudnn_benchmark,
             trust_checkpoints=trust_checkpoints,
         )
+        module = runtime.prepare_module(model, choices)
         try:
             gate.open(trainer, lambda: _start_run_folder(cfg, ckpt_path, trust_checkpoints))
-            trainer.fit(
-                runtime.prepare_module(model, choices),
-                datamodule=data,
-                ckpt_path=ckpt_path,
-                weights_only=not trust_checkpoints,
-            )
+            trainer.fit(module, datamodule=data, ckpt_path=ckpt_path, weights_only=not trust_checkpoints)
+            if data.test_split and trainer.current_epoch >= cfg.trainer.max_epochs:  # the final model, once
+                writer = FinalEvaluationWriter(
+                    run_dir, data.test_split, trainer.current_epoch - 1, trainer.global_step, cfg.metrics.worst_fraction
+                )
+                build_evaluator(cfg.trainer, [writer], precision=choices.precision).test(module, datamodule=data)
         finally:
             gate.close()
     metrics_path = run_dir / "metrics.json"

@@ -101,7 +101,7 @@ def probe_one(upstream_dir: Path, out_dir: Path, transfer: TransferConfig, trust
     upstream = load_config(upstream_dir / "config.yaml")
     cfg = probe_config(upstream, transfer, out_dir)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    data = ShardDataModule(cfg.data, ImageTransforms.of(AugConfig(), cfg.data), seed=cfg.seed)
+    data = ShardDataModule(cfg.data, ImageTransforms.of(cfg.aug, cfg.data), seed=cfg.seed)  # the probe's own aug
     data.setup("fit")
     if out_dir.exists():  # an unfinished probe restarts from scratch (it is cheap)
         if not (out_dir / "transfer.yaml").is_file():

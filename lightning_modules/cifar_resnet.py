@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from lightning_modules.heads import Float32Linear
+
 
 class _BasicBlock(nn.Module):
     def __init__(self, cin: int, cout: int, stride: int):
@@ -37,7 +39,7 @@ class CifarResNet(nn.Module):
                 layers.append(_BasicBlock(cin, cout, stride if i == 0 else 1))
                 cin = cout
         self.layers = nn.Sequential(*layers)
-        self.fc = nn.Linear(64, num_classes)
+        self.fc = Float32Linear(64, num_classes)  # float32 logits under AMP
 
     def forward(self, x):
         x = self.layers(self.stem(x))

@@ -35,11 +35,17 @@ class Classifier(pl.LightningModule):
         num_classes = len(class_names)
         self.model = build_model(self.model_cfg.arch, num_classes, self.model_cfg.stem, self.image_size)
         self.criterion = nn.CrossEntropyLoss(label_smoothing=self.optim_cfg.label_smoothing)
+        self.summed_criterion = nn.CrossEntropyLoss(label_smoothing=self.optim_cfg.label_smoothing, reduction="sum")
         m = self.metrics_cfg
         self.real_labels = RealLabels(m.real_labels, self.class_names) if m.real_labels else None
-        self.val_counts = PerClassCounts(num_classes, m.confusion_matrix, real_labels=self.real_labels is not None)
+        real = self.real_labels is not None
+        self.val_counts = PerClassCounts(num_classes, m.confusion_matrix, real_labels=real)
+        self.test_counts = PerClassCounts(num_classes, m.confusion_matrix, real_labels=real)
+        # (sum of per-image losses, images) of the current evaluation, summed over ranks once at its end
+        self.register_buffer("eval_loss", torch.zeros(2, dtype=torch.float64), persistent=False)
         self.last_per_class: tuple[torch.Tensor, torch.Tensor] | None = None
-        self.last_results: PerClassResult | None = None
+        self.last_results: PerClassResult | None = None  # of the latest validation
+        self.last_test_results: PerClassResult | None = None  # of the final model on the test split
 
     @classmethod
     def from_config(cls, cfg, class_names: list[str]) -> "Classifier":
@@ -53,24 +59,39 @@ class Classifier(pl.LightningModule):
         images, labels = batch
         logits = self(images)
         loss = self.criterion(logits, labels)
-        acc = (logits.argmax(1) == labels).float().mean()
+        acc = ((logits.argmax(1) == labels) & torch.isfinite(logits).all(1)).float().mean()
         self.log("train/loss", loss, prog_bar=True, batch_size=len(labels))
         self.log("train/acc", acc, prog_bar=True, batch_size=len(labels))
         return loss
 
-    def validation_step(self, batch, batch_idx):
+    def _evaluate(self, batch, counts: PerClassCounts) -> None:
         images, labels, *rest = batch  # evaluation batches may carry the sample keys third
         logits = self(images)
-        self.log("val/loss", self.criterion(logits, labels), sync_dist=True, batch_size=len(labels))
+        self.eval_loss += torch.stack(
+            [self.summed_criterion(logits, labels).double(), self.eval_loss.new_tensor(len(labels))]
+        )
         real = self.real_labels.targets(rest[0] if rest else None, labels.device) if self.real_labels else (None, None)
-        self.val_counts.update(logits, labels, *real)
+        counts.update(logits, labels, *real)
+
+    def _sum_over_ranks(self, t: torch.Tensor) -> torch.Tensor:
+        return self.trainer.strategy.reduce(t, reduce_op="sum")
+
+    def _reduce(self, counts: PerClassCounts) -> tuple[PerClassResult, float]:
+        """Per-class counts (one all-reduce) and the mean loss over every image of every rank (one more)."""
+        result = counts.reduce(self._sum_over_ranks, self.class_names)
+        loss_sum, images = self._sum_over_ranks(self.eval_loss.clone()).tolist()
+        self.eval_loss.zero_()
+        return result, loss_sum / images if images else float("nan")
+
+    def validation_step(self, batch, batch_idx):
+        self._evaluate(batch, self.val_counts)
 
     def on_validation_epoch_end(self):
-        # One all-reduce of all counts: exact per-class totals over every rank.
-        result = self.val_counts.reduce(lambda t: self.trainer.strategy.reduce(t, reduce_op="sum"), self.class_names)
+        result, loss = self._reduce(self.val_counts)
         self.last_results = result
         self.last_per_class = (torch.from_numpy(result.correct), torch.from_numpy(result.total))
         summary = result.summary(self.metrics_cfg.worst_fraction)
+        self.log("val/loss", loss)
         self.log("val/acc", summary["accuracy"], prog_bar=True)
         self.log("val/top5_acc", summary["top5_accuracy"])
         for key, name in (
@@ -83,6 +104,15 @@ class Classifier(pl.LightningModule):
         ):
             if summary.get(key) is not None:
                 self.log(f"val/{name}", summary[key])
+
+    def test_step(self, batch, batch_idx):
+        self._evaluate(batch, self.test_counts)
+
+    def on_test_epoch_end(self):
+        result, loss = self._reduce(self.test_counts)
+        self.last_test_results = result
+        self.log("test/loss", loss)
+        self.log("test/acc", result.summary()["accuracy"])
 
     def configure_optimizers(self):
         o = self.optim_cfg

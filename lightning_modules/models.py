@@ -29,8 +29,11 @@ def use_small_stem(stem: str, image_size: int) -> bool:
 
 
 def build_model(arch: str, num_classes: int, stem: str = "auto", image_size: int = 224):
-    """A freshly initialised ``torch.nn.Module`` for ``model.arch`` (torch is imported here, not with the config)."""
+    """A freshly initialised ``torch.nn.Module`` for ``model.arch`` (torch is imported here, not with the config);
+    its classification head computes in float32 under AMP (lightning_modules/heads.py)."""
     from torch import nn
+
+    from lightning_modules.heads import float32_head
 
     if arch == "resnet20":
         from lightning_modules.cifar_resnet import CifarResNet
@@ -39,6 +42,7 @@ def build_model(arch: str, num_classes: int, stem: str = "auto", image_size: int
     from torchvision import models
 
     model = getattr(models, arch)(weights=None, num_classes=num_classes)
+    model.fc = float32_head(model.fc)
     if use_small_stem(stem, image_size):
         model.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)
         model.maxpool = nn.Identity()

@@ -61,15 +61,17 @@ def build_trainer(
     from lightning_modules.checkpoint_io import SafeCheckpointIO
 
     run_dir = Path(run_dir)
-    checkpoint = ModelCheckpoint(
+    best = ModelCheckpoint(
         dirpath=run_dir / "checkpoints",
         filename="best-{epoch:03d}",
         monitor="val/acc",
         mode="max",
         save_top_k=1,
-        save_last=True,
         auto_insert_metric_name=False,
     )
+    # Lightning 2.6 writes save_last's last.ckpt only when the best checkpoint changes: a callback of its own
+    # keeps checkpoints/last.ckpt the latest model (what resuming and `transfer checkpoint=last` read).
+    last = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", enable_version_counter=False)
     if t.progress_bar:
         callbacks = [*callbacks, TQDMProgressBar(refresh_rate=10)]
     return pl.Trainer(
@@ -90,6 +92,25 @@ def build_trainer(
         enable_progress_bar=t.progress_bar,
         enable_model_summary=False,
         logger=[CSVLogger(run_dir, name="logs", version=""), *loggers],
-        callbacks=[checkpoint, LearningRateMonitor("step"), *callbacks],
+        callbacks=[best, last, LearningRateMonitor("step"), *callbacks],
         plugins=[SafeCheckpointIO(trust=trust_checkpoints)],
+    )
+
+
+def build_evaluator(t: TrainerConfig, callbacks: list, *, precision: str):
+    """A ``pl.Trainer`` for one evaluation after fit (the test split): the same devices and precision, no
+    logger, checkpoints or progress bar; the whole split, whatever ``limit_val_batches``."""
+    import pytorch_lightning as pl
+
+    return pl.Trainer(
+        accelerator=t.accelerator,
+        devices=t.devices,
+        num_nodes=t.num_nodes,
+        precision=precision,
+        deterministic="warn" if t.deterministic else False,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=callbacks,
     )

@@ -1,10 +1,17 @@
-"""Weight-decay policies: which parameters decay, L2 vs decoupled, constant vs following the LR schedule."""
+"""Weight-decay policies: which parameters decay, L2 vs decoupled, and how the per-step shrink follows the LR.
+
+``wd.schedule`` fixes the shrink that decay alone causes per step (a parameter with zero gradient loses this
+fraction): ``shrink_follows_lr``: ``lr_t x wd.value``; ``constant_shrink``: ``lr_0 x wd.value`` every step.
+``wd.mode`` only says how that shrink is applied: through the gradient (``l2``) or after the step (``decoupled``).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from datamodules.configkit import bounded, choice
+
+SCHEDULES = ("shrink_follows_lr", "constant_shrink")
 
 
 @dataclass
@@ -18,14 +25,23 @@ class WeightDecayConfig:
     mode: str = choice(
         "l2",
         ["l2", "decoupled"],
-        help="`l2`: added to the gradient (SGD's `weight_decay`); `decoupled`: after each step "
-        "`p *= 1 - lr * wd.value * s` (SGDW, as AdamW; `lr`: `optim.lr` after `optim.lr_scaling`)",
+        help="how the shrink of `wd.schedule` is applied: `l2` through the gradient (SGD's `weight_decay`, so "
+        "with momentum it also enters the momentum buffer); `decoupled` after each step, `p *= 1 - shrink` (SGDW)",
     )
     schedule: str = choice(
-        "constant",
-        ["constant", "follow_lr"],
-        help="`follow_lr`: the coefficient is multiplied by the LR schedule's multiplier `s` "
-        "(warm-up, cosine); `constant`: `s = 1`",
+        "shrink_follows_lr",
+        SCHEDULES,
+        help="the fraction of a parameter that decay removes per step (to first order, in both modes): "
+        "`shrink_follows_lr`: `lr_t * wd.value` (`lr_t`: the scheduled lr, after `optim.lr_scaling`; l2: SGD's "
+        "`weight_decay=wd.value`; decoupled: AdamW's convention); `constant_shrink`: `lr_0 * wd.value` every "
+        "step whatever the LR schedule (`lr_0`: the lr before warm-up and cosine)",
+        retired={
+            "constant": "it meant two things: with wd.mode=l2 a constant coefficient (now `shrink_follows_lr`), "
+            "with wd.mode=decoupled a constant shrink (now `constant_shrink`). Set wd.schedule to the one you mean",
+            "follow_lr": "it meant two things: with wd.mode=decoupled `p *= 1 - lr_t * wd.value` (now "
+            "`shrink_follows_lr`), with wd.mode=l2 a coefficient scaled by the LR multiplier (a shrink following "
+            "its square, no longer offered). Set wd.schedule=shrink_follows_lr or constant_shrink",
+        },
     )
 
 
@@ -55,35 +71,31 @@ def param_groups(model, wd: WeightDecayConfig) -> list[dict]:
     ]
 
 
-def decay_multiplier(group: dict, schedule: str) -> float:
-    """1, or the LR schedule's current multiplier (lr / initial_lr) with ``schedule=follow_lr``."""
-    if schedule == "constant":
-        return 1.0
-    initial = group.get("initial_lr", group["lr"])
-    return group["lr"] / initial if initial else 0.0
+def shrink_per_step(group: dict, schedule: str) -> float:
+    """The fraction of a parameter that decay removes in this step: lr_t (or lr_0) x the group's coefficient."""
+    lr = group.get("initial_lr", group["lr"]) if schedule == "constant_shrink" else group["lr"]
+    return lr * group["base_weight_decay"]
 
 
 def install(optimizer, wd: WeightDecayConfig) -> None:
-    """l2: before every step, set each group's L2 coefficient for this step.
-    decoupled: SGD gets no L2 term; after every step, p <- p * (1 - initial_lr * coefficient) for every
-    parameter that has a gradient (after, not before: Lightning runs the backward pass inside step())."""
+    """Before every step, the shrink of ``wd.schedule`` for this step: l2 sets SGD's coefficient to shrink / lr_t;
+    decoupled gives SGD no L2 term and, after the step, multiplies every parameter that has a gradient by
+    1 - shrink (after, not before: Lightning runs the backward pass inside step())."""
+    import torch
 
     def before_step(opt, args, kwargs):
         for group in opt.param_groups:
-            l2 = wd.mode == "l2"
-            group["weight_decay"] = group["base_weight_decay"] * decay_multiplier(group, wd.schedule) if l2 else 0.0
-
-    import torch
+            shrink = shrink_per_step(group, wd.schedule)
+            group["weight_decay"] = shrink / group["lr"] if wd.mode == "l2" and group["lr"] > 0 else 0.0
+            group["decay_shrink"] = shrink
 
     def after_step(opt, args, kwargs):
         with torch.no_grad():
             for group in opt.param_groups:
-                value = group["base_weight_decay"] * decay_multiplier(group, wd.schedule)
-                if value:
-                    factor = 1.0 - group.get("initial_lr", group["lr"]) * value
+                if group["decay_shrink"]:
                     for p in group["params"]:
                         if p.grad is not None:
-                            p.mul_(factor)
+                            p.mul_(1.0 - group["decay_shrink"])
 
     before_step(optimizer, (), {})
     optimizer.register_step_pre_hook(before_step)

@@ -81,16 +81,29 @@ def test_rrc_crop_areas_follow_min_scale_and_torchvision(cifar_tree, monkeypatch
     assert ks_2samp(area, wrong_area).pvalue < 1e-6
 
 
-def test_min_scale_one_is_resize_and_centre_crop(cifar_tree):
+def test_min_scale_one_is_the_whole_image_and_center_crop_is_resize_and_centre_crop(cifar_tree):
     image = real_images(cifar_tree)[5]
-    wide = image.resize((48, 32))  # a non-square real image: the centre crop matters
+    landscape = image.resize((40, 30))  # 4:3, as most ImageNet photos: RandomResizedCrop(scale=(1, 1)) keeps it all
     cfg = load_config(None, ["aug.policy=[rrc]", "aug.rrc.min_scale=1.0"])
     transform = compile_torchvision(cfg.aug, 32, MEAN, STD)
-    assert not any(isinstance(t, v2.RandomResizedCrop) for t in transform.transforms)
-    expected = v2.Compose([v2.Resize(32, antialias=True), v2.CenterCrop(32), to_float_normalized(MEAN, STD)])(wide)
-    torch.manual_seed(0)
-    outputs = [transform(wide) for _ in range(20)]
-    assert all(torch.equal(out, expected) for out in outputs)
+    whole = v2.Compose([v2.Resize((32, 32), antialias=True), to_float_normalized(MEAN, STD)])(landscape)
+    reference = v2.Compose([v2.RandomResizedCrop(32, scale=(1.0, 1.0), antialias=True), to_float_normalized(MEAN, STD)])
+    outputs = []
+    for seed in range(40):  # exactly torchvision's transform, draw for draw
+        torch.manual_seed(seed)
+        outputs.append(transform(landscape))
+        torch.manual_seed(seed)
+        assert torch.equal(outputs[-1], reference(landscape))
+    assert sum(torch.equal(out, whole) for out in outputs) >= 36  # (a draw of 39 x 30 px also fits, now and then)
+    wide = image.resize((48, 32))  # 3:2 is wider than the ratio range: torchvision's fallback, the centred 4:3 part
+    centred = v2.Compose([v2.CenterCrop((32, 43)), v2.Resize((32, 32), antialias=True), to_float_normalized(MEAN, STD)])
+    assert all(torch.equal(transform(wide), centred(wide)) for _ in range(20))
+
+    center_crop = compile_torchvision(
+        load_config(None, ["aug.policy=[center_crop,flip]", "aug.flip.p=0"]).aug, 32, MEAN, STD
+    )
+    expected = v2.Compose([v2.Resize(32, antialias=True), v2.CenterCrop(32), to_float_normalized(MEAN, STD)])
+    assert all(torch.equal(center_crop(im), expected(im)) for im in (landscape, wide))
 
 
 def test_demo_preset_policy_is_the_former_small_image_default(cifar_tree):
@@ -214,7 +227,7 @@ def test_class_override_of_unknown_class_fails_before_training(cifar_shards, tmp
         (
             "aug.policy=[rrc,flipp]",
             r"unknown augmentation policy 'flipp' in aug.policy.*Registered policies: "
-            r"color_jitter, flip, none, pad_crop, rrc.*Did you mean 'flip'",
+            r"center_crop, color_jitter, flip, none, pad_crop, rrc.*Did you mean 'flip'",
         ),
         ("aug.rrc.min_scale=0", r"'aug.rrc.min_scale': 0.0. Allowed range: \(0.0, 1.0\]"),
         ("aug.rrc.min_scale=1.2", r"'aug.rrc.min_scale': 1.2. Allowed range: \(0.0, 1.0\]"),

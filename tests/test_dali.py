@@ -317,3 +317,75 @@ def test_ddp_two_processes_count_every_validation_image_once(cifar_shards, tmp_p
     # 240 training images, 120 per rank, batches of 32: 4 steps per epoch on each rank
     assert metrics["last"]["global_step"] == 8 and metrics["last"]["samples"] == 70
     assert "2 process(es)" in proc.stderr + proc.stdout
+
+
+def dali_windows(overrides, label, height, width, n=10_000, seed=0):
+    """n crop windows ((x, y), (w, h)) of the DALI rrc policy for samples of class ``label`` (of "a", "b")."""
+    from nvidia.dali import fn, pipeline_def
+
+    from lightning_modules.augment.dali import build_dali_policies
+
+    aug = load_config(None, ["aug.policy=[rrc,flip]", *overrides]).aug
+    batch = 1000
+
+    @pipeline_def(batch_size=batch, num_threads=1, device_id=None, seed=seed)
+    def windows():
+        labels = fn.external_source(source=lambda: [np.array([label], np.int32)] * batch, batch=True)
+        hw = fn.external_source(source=lambda: [np.array([height, width], np.float32)] * batch, batch=True)
+        rrc = build_dali_policies(aug, ["a", "b"], 32, labels)[0]  # as in the training pipeline
+        return rrc.window(hw[0], hw[1])
+
+    pipe = windows()
+    pipe.build()
+    anchors, shapes = zip(*[[np.array(out.as_tensor()) for out in pipe.run()] for _ in range(n // batch)])
+    return np.concatenate(anchors).astype(np.int64), np.concatenate(shapes).astype(np.int64)
+
+
+def torchvision_windows(scale, height, width, n=10_000):
+    from torchvision.transforms import v2
+
+    rrc, image = v2.RandomResizedCrop(32, scale=scale), torch.empty(3, height, width)
+    torch.manual_seed(0)
+    params = [rrc.make_params([image]) for _ in range(n)]
+    return np.array([[p["left"], p["top"]] for p in params]), np.array([[p["width"], p["height"]] for p in params])
+
+
+def same_distribution(a, b) -> bool:
+    from scipy.stats import ks_2samp
+
+    return ks_2samp(a, b).pvalue > 0.001
+
+
+@pytest.mark.parametrize("height,width", [(375, 500), (500, 375), (64, 64), (100, 400)])
+def test_dali_crop_windows_follow_torchvision_with_or_without_overrides_for_other_classes(height, width):
+    """Area, aspect and place of 10,000 windows per backend agree (KS); an override for class b leaves class a's
+    windows alone. 100 x 400 is wider than any allowed aspect ratio: torchvision's fallback crops its centre."""
+    corner, reference = torchvision_windows((0.08, 1.0), height, width)
+
+    def stats(anchor, shape):
+        centre = (anchor + shape / 2) / [width, height]
+        return shape.prod(1) / (height * width), shape[:, 0] / shape[:, 1], centre[:, 0], centre[:, 1]
+
+    for overrides in ([], ["aug.class_overrides.b.rrc.min_scale=0.5"]):
+        anchor, shape = dali_windows(overrides, 0, height, width)
+        assert (anchor >= 0).all() and (anchor + shape <= [width, height]).all() and (shape >= 1).all()
+        for ours, theirs in zip(stats(anchor, shape), stats(corner, reference)):
+            assert same_distribution(ours, theirs)
+    _, overridden = dali_windows(["aug.class_overrides.b.rrc.min_scale=0.5"], 1, height, width)
+    assert same_distribution(overridden.prod(1), torchvision_windows((0.5, 1.0), height, width)[1].prod(1))
+    _, slightly_off = torchvision_windows((0.12, 1.0), height, width)
+    assert not same_distribution(shape.prod(1), slightly_off.prod(1))  # the comparison can tell samplers apart
+
+
+def test_dali_min_scale_one_is_the_whole_image_and_center_crop_its_centred_square(gradient_shards):
+    for extra in ([], ["aug.class_overrides.b.flip.p=1.0"]):
+        windows = crop_windows(gradient_shards, "aug.policy=[rrc,flip]", "aug.rrc.min_scale=1.0", *extra)
+        assert len(windows) == 96 and all(abs(area - 1.0) < 0.03 for _, area, _ in windows)  # 128 x 96 is 4:3
+    windows = crop_windows(gradient_shards, "aug.policy=[center_crop]")
+    assert all(abs(area - 0.75) < 0.03 for _, area, _ in windows)
+    # with class overrides, center_crop is the neutral window of the other classes' rrc
+    windows = crop_windows(
+        gradient_shards, "aug.policy=[rrc]", "aug.rrc.min_scale=0.3", "aug.class_overrides.b.policy=[center_crop]"
+    )
+    assert all(abs(area - 0.75) < 0.03 for label, area, _ in windows if label == 1)
+    assert max(area for label, area, _ in windows if label == 0) - min(a for lb, a, _ in windows if lb == 0) > 0.3

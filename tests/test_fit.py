@@ -81,3 +81,29 @@ def test_warmup_then_cosine():
     assert abs(warmup_cosine(55, 100, 10, 0.1, "cosine") - 0.5) < 1e-9
     assert warmup_cosine(100, 100, 10, 0.1, "cosine") < 1e-12
     assert warmup_cosine(80, 100, 10, 0.1, "constant") == 1.0
+
+
+def test_last_checkpoint_is_the_final_model_when_validation_stops_improving(cifar_shards, tmp_path):
+    rc = main(
+        [
+            "fit",
+            f"data.root={cifar_shards}",
+            f"out_dir={tmp_path}",
+            "name=last",
+            "model.arch=resnet20",
+            "data.image_size=32",
+            "data.batch_size=32",
+            "data.num_workers=0",
+            "trainer.max_epochs=3",
+            "trainer.limit_train_batches=2",
+            "trainer.progress_bar=false",
+            "logger.wandb=false",
+            "optim.lr=1e-9",  # the weights hardly move: validation accuracy stops improving after epoch 0
+        ]
+    )
+    assert rc == 0
+    run = tmp_path / "last"
+    history = json.loads((run / "metrics.json").read_text())["history"]
+    assert history[-1]["accuracy"] <= max(h["accuracy"] for h in history[:-1])  # no new best at the end
+    last = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
+    assert (last["epoch"], last["global_step"]) == (2, 6)  # the model after the last epoch, not the best one

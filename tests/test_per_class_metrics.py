@@ -152,3 +152,49 @@ def test_real_errors_name_the_problem():
         real.targets(["airplane_0001"])
     with pytest.raises(ValueError, match="sample keys"):
         real.targets(None)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
+def test_non_finite_logits_are_never_correct(bad):
+    labels = torch.arange(C).repeat(3)
+    all_bad = torch.full((len(labels), C), bad)
+    one_bad = torch.nn.functional.one_hot(labels, C).float()  # right answers, but one logit per row is not finite
+    one_bad[torch.arange(len(labels)), (labels + 1) % C] = bad
+    counts = PerClassCounts(C, confusion_matrix=True, real_labels=True)
+    for logits in (all_bad, one_bad):
+        counts.update(logits, labels, torch.ones(len(labels), C, dtype=torch.bool), torch.ones(len(labels), dtype=bool))
+    r = counts.reduce(lambda t: t, [f"c{i}" for i in range(C)])
+    assert r.total.tolist() == [6] * C
+    assert r.correct.sum() == r.top5_correct.sum() == r.real_correct.sum() == r.predicted.sum() == 0
+    assert r.nonfinite.tolist() == [6] * C
+    assert r.confusion.sum() == 0  # no predicted class for these images
+    s = r.summary()
+    assert s["accuracy"] == s["top5_accuracy"] == s["mean_class_accuracy"] == 0.0 and s["nonfinite_samples"] == 6 * C
+    finite = PerClassCounts(C)
+    finite.update(torch.nn.functional.one_hot(labels, C).float(), labels)
+    assert finite.reduce(lambda t: t, list(range(C))).summary()["nonfinite_samples"] == 0
+
+
+@pytest.mark.parametrize("arch", ["resnet18", "resnet20"])
+def test_the_head_and_the_counts_are_float32_under_bf16_autocast(arch):
+    from lightning_modules.models import build_model
+
+    model = build_model(arch, 2, image_size=32).eval()
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        assert model(torch.randn(2, 3, 32, 32)).dtype == torch.float32
+        # Class 1 scores 10.02, class 0 scores 10.0: one bf16 step at 10 is 0.0625, so bf16 logits tie.
+        features = torch.zeros(1, model.fc.in_features)
+        features[0, 0] = 1.0
+        weight = torch.zeros(2, model.fc.in_features)
+        weight[:, 0] = torch.tensor([10.0, 10.02])
+        model.fc.weight.copy_(weight)
+        model.fc.bias.zero_()
+        plain = torch.nn.Linear(model.fc.in_features, 2)
+        plain.load_state_dict(model.fc.state_dict())
+        bf16_logits, logits = plain(features), model.fc(features)
+    assert bf16_logits.dtype == torch.bfloat16 and bf16_logits[0, 0] == bf16_logits[0, 1]  # the tie this avoids
+    assert logits.dtype == torch.float32 and logits.argmax(1).item() == 1
+    counts = PerClassCounts(2)
+    counts.update(logits, torch.tensor([1]))
+    assert counts.reduce(lambda t: t, ["a", "b"]).correct.tolist() == [0, 1]
+    assert set(model.state_dict()) >= {"fc.weight", "fc.bias"}  # checkpoints keep their keys

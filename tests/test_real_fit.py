@@ -93,3 +93,41 @@ def test_real_accuracy_per_class(imagenet_like_shards, tmp_path, capsys):
     assert metrics["real_accuracy"] == pytest.approx(
         sum(int(r["real_correct"]) for r in rows.values()) / sum(REAL_TOTAL.values())
     )
+
+
+def test_real_accuracy_on_the_dali_backend(imagenet_like_shards, tmp_path):
+    """DALI evaluation batches carry the sample keys, so ReaL labels work there too, epoch after epoch."""
+    from datamodules.dali_backend.datamodule import DaliDataModule
+    from lightning_modules.augment import ImageTransforms
+
+    root = imagenet_like_shards
+    args = [f"data.root={root / 'shards'}", f"out_dir={tmp_path}", "name=dali", "data.backend=dali"]
+    args += ["data.image_size=32", "data.batch_size=8", "data.num_workers=1", "model.arch=resnet20"]
+    args += [
+        "trainer.max_epochs=2",
+        "trainer.progress_bar=false",
+        "logger.wandb=false",
+        "metrics.real_labels=imagenet-x",
+    ]
+    assert main(["fit", *args]) == 0
+    rows = [r for r in csv.DictReader(open(tmp_path / "dali" / "per_class.csv")) if r["epoch"] == "1"]
+    wnids = imagenet_wnids()
+    by_wnid = {r["class_name"]: r for r in rows}
+    assert {w: int(by_wnid[wnids[c]]["real_total"]) for c, w in ((c, wnids[c]) for c in VAL)} == {
+        wnids[c]: n for c, n in REAL_TOTAL.items()
+    }
+
+    # Independent answer: the final checkpoint on the same DALI evaluation batches, looked up in the ReaL file.
+    real = json.loads((_imagenet_x_annotations() / "imagenet_real_labels.jsonl").read_text())
+    model = Classifier.load_from_checkpoint(tmp_path / "dali" / "checkpoints" / "last.ckpt").eval()
+    cfg = load_config(tmp_path / "dali" / "config.yaml")
+    dm = DaliDataModule(cfg.data, ImageTransforms.of(cfg.aug, cfg.data), eval_keys=True)
+    dm.setup()
+    real_correct = dict.fromkeys(model.class_names, 0)
+    with torch.no_grad():
+        for images, labels, keys in dm.val_dataloader():
+            for label, predicted, key in zip(labels.tolist(), model(images).argmax(1).tolist(), keys):
+                number = int(key.rsplit("_", 1)[1])
+                in_run = {c for c in real[number - 1] if c in VAL}
+                real_correct[model.class_names[label]] += wnids.index(model.class_names[predicted]) in in_run
+    assert {name: int(r["real_correct"]) for name, r in by_wnid.items()} == real_correct

@@ -11,23 +11,14 @@ from datamodules.torchvision_backend.shard_stream import ShardStream
 from lightning_modules.augment import AugConfig, ImageTransforms
 
 
-def keys_seen(root, split, train, rank, world, workers, epoch=0, seed=0):
-    """The sample keys one (rank, worker set) reads in one epoch, in order."""
+def stream_of(root, split, train, rank, world, workers, epoch=0, seed=0, batch=8, cls=ShardStream, **kw):
     manifest, _ = read_manifest(root)
     info = manifest["splits"][split]
-    urls = [str(root / s["file"]) for s in info["shards"]]
-    seen = []
-
-    class KeyStream(ShardStream):
-        def __iter__(self):
-            for sample in self._samples():
-                yield sample["__key__"]
-
-    stream = KeyStream(
-        urls,
-        info["samples"],
-        None,
-        8,
+    return cls(
+        [str(root / s["file"]) for s in info["shards"]],
+        [s["samples"] for s in info["shards"]],
+        kw.pop("transform", None),
+        batch,
         train=train,
         shuffle_buffer=16 if train else 0,
         rank=rank,
@@ -35,10 +26,20 @@ def keys_seen(root, split, train, rank, world, workers, epoch=0, seed=0):
         num_workers=workers,
         seed=seed,
         epoch=epoch,
+        **kw,
     )
-    for key in DataLoader(stream, batch_size=None, num_workers=workers):
-        seen.append(key)
-    return seen
+
+
+class KeyStream(ShardStream):
+    def __iter__(self):
+        for sample in self._samples():
+            yield sample["__key__"]
+
+
+def keys_seen(root, split, train, rank, world, workers, epoch=0, seed=0):
+    """The sample keys one (rank, worker set) reads in one epoch, in order."""
+    stream = stream_of(root, split, train, rank, world, workers, epoch, seed, cls=KeyStream)
+    return list(DataLoader(stream, batch_size=None, num_workers=workers))
 
 
 @pytest.mark.parametrize("split,train", [("train", True), ("test", False)])
@@ -70,3 +71,70 @@ def test_datamodule_batches_and_labels(cifar_shards):
         assert images.shape[1:] == (3, 32, 32) and images.dtype == torch.float32
         counts += torch.bincount(labels, minlength=10)
     assert counts.tolist() == [7] * 10
+
+
+@pytest.fixture(scope="module")
+def uneven_shards(cifar_tree, tmp_path_factory):
+    """239 training images (one removed: odd) in shards of 70, 70, 70 and 29; 70 test images in one shard."""
+    import shutil
+
+    from datamodules.sources.image_tree import shard_image_tree
+
+    tree = tmp_path_factory.mktemp("uneven") / "tree"
+    shutil.copytree(cifar_tree, tree)
+    next(iter(sorted((tree / "train" / "cat").iterdir()))).unlink()
+    out = tmp_path_factory.mktemp("uneven_shards")
+    shard_image_tree(tree, out, shard_size=70, seed=0, workers=1)
+    return out
+
+
+def constant(image):
+    return torch.zeros(1)
+
+
+@pytest.mark.parametrize("world,workers,batch", [(2, 2, 16), (3, 0, 8), (4, 3, 5), (7, 2, 16)])
+def test_training_ranks_take_the_same_steps_over_the_same_number_of_samples(uneven_shards, world, workers, batch):
+    manifest, _ = read_manifest(uneven_shards)
+    sizes = [s["samples"] for s in manifest["splits"]["train"]["shards"]]
+    assert sizes == [70, 70, 70, 29]
+    for epoch in (0, 1):
+        seen, steps = [], set()
+        for rank in range(world):
+            stream = stream_of(
+                uneven_shards, "train", True, rank, world, workers, epoch, batch=batch, transform=constant, keys=True
+            )
+            batches = list(DataLoader(stream, batch_size=None, num_workers=workers))
+            assert len(batches) == len(stream)  # Lightning's epoch length is the real one
+            steps.add(len(batches))
+            keys = [k for _, _, batch_keys in batches for k in batch_keys]
+            assert len(keys) == 239 // world  # every rank the same number of samples
+            seen += keys
+        assert len(steps) == 1  # every rank the same number of steps: DDP's all-reduces line up
+        assert len(set(seen)) == len(seen)  # nothing twice in an epoch
+        assert 239 - len(seen) == 239 % world <= world - 1  # at most world_size - 1 sit the epoch out
+
+
+@pytest.mark.parametrize("world,workers", [(2, 2), (3, 1), (4, 3)])
+def test_evaluation_batches_are_exactly_len_and_cover_every_sample(uneven_shards, world, workers):
+    seen = []
+    for rank in range(world):
+        stream = stream_of(uneven_shards, "test", False, rank, world, workers, batch=8, transform=constant, keys=True)
+        batches = list(DataLoader(stream, batch_size=None, num_workers=workers))
+        assert len(batches) == len(stream)
+        seen += [k for _, _, batch_keys in batches for k in batch_keys]
+    assert len(seen) == len(set(seen)) == 70
+
+
+def test_the_paper_grid_gives_every_rank_the_same_steps():
+    """ImageNet (1,281,167 images, 1,000-image shards), 8 ranks x 8 workers, batch 128: split by shard, ranks
+    used to get 1272, 1256 (x6) and 1249 batches against len() = 1256."""
+    from datamodules.torchvision_backend.shard_stream import consumer_range
+
+    n = 1_281_167
+    lengths = {
+        sum(-(-len(consumer_range(n, 8, rank, 8, worker, train=True)) // 128) for worker in range(8))
+        for rank in range(8)
+    }
+    assert lengths == {1256}
+    covered = [len(consumer_range(n, 8, r, 8, w, train=True)) for r in range(8) for w in range(8)]
+    assert sum(covered) == n - n % 8 and max(covered) - min(covered) <= 1

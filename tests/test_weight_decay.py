@@ -7,6 +7,7 @@ import torch
 import yaml
 from torch import nn
 
+from datamodules.configkit import ConfigError
 from launch.cli import main
 from launch.config import load_config
 from lightning_modules import weight_decay
@@ -73,12 +74,12 @@ def one_step(mode: str, schedule: str, lr_factor: float):
 @pytest.mark.parametrize(
     "mode,schedule,lr_factor,shrink",
     [
-        ("l2", "constant", 1.0, 0.5 * 0.1),  # p -= lr * wd * p
-        ("l2", "constant", 0.5, 0.25 * 0.1),  # the LR schedule scales the step, not the coefficient
-        ("l2", "follow_lr", 0.5, 0.25 * 0.1 * 0.5),  # the coefficient follows the LR multiplier too
-        ("decoupled", "constant", 1.0, 0.5 * 0.1),  # p *= 1 - lr0 * wd
-        ("decoupled", "constant", 0.5, 0.5 * 0.1),  # independent of the LR schedule
-        ("decoupled", "follow_lr", 0.5, 0.25 * 0.1),  # p *= 1 - lr_t * wd (torch AdamW's convention)
+        ("l2", "shrink_follows_lr", 1.0, 0.5 * 0.1),  # p -= lr * wd * p (SGD's weight_decay)
+        ("l2", "shrink_follows_lr", 0.5, 0.25 * 0.1),  # the LR schedule scales the shrink
+        ("l2", "constant_shrink", 0.5, 0.5 * 0.1),  # the coefficient grows as the lr falls: lr0 * wd
+        ("decoupled", "shrink_follows_lr", 1.0, 0.5 * 0.1),  # p *= 1 - lr * wd
+        ("decoupled", "shrink_follows_lr", 0.5, 0.25 * 0.1),  # p *= 1 - lr_t * wd (torch AdamW's convention)
+        ("decoupled", "constant_shrink", 0.5, 0.5 * 0.1),  # p *= 1 - lr0 * wd, independent of the LR schedule
     ],
 )
 def test_decay_step(mode, schedule, lr_factor, shrink):
@@ -87,6 +88,24 @@ def test_decay_step(mode, schedule, lr_factor, shrink):
         torch.testing.assert_close(after[name].detach(), before[name] * (1 - shrink))
     for name in ("0.bias", "1.weight", "1.bias", "3.bias"):  # excluded: untouched by a zero gradient
         assert torch.equal(after[name].detach(), before[name]), name
+
+
+@pytest.mark.parametrize("schedule", WeightDecayConfig.__dataclass_fields__["schedule"].metadata["choices"])
+@pytest.mark.parametrize("lr_factor", [1.0, 0.5, 0.01])  # e.g. early warm-up, mid cosine, its end
+def test_switching_only_the_mode_keeps_the_shrink_of_each_step(schedule, lr_factor):
+    """wd.schedule has one meaning: l2 and decoupled take the same fraction off a parameter with zero gradient."""
+    (before, l2), (_, decoupled) = (one_step(mode, schedule, lr_factor) for mode in ("l2", "decoupled"))
+    for name in ("0.weight", "3.weight"):
+        shrink_l2 = 1 - l2[name].detach() / before[name]
+        shrink_decoupled = 1 - decoupled[name].detach() / before[name]
+        torch.testing.assert_close(shrink_l2, shrink_decoupled)
+        assert shrink_l2.mean() > 0
+
+
+@pytest.mark.parametrize("value,mode,meant", [("constant", "l2", "shrink_follows_lr"), ("follow_lr", "l2", "square")])
+def test_retired_schedule_values_say_what_they_meant(value, mode, meant):
+    with pytest.raises(ConfigError, match=rf"'wd.schedule': '{value}' was retired: it meant two things.*{meant}"):
+        load_config(None, [f"wd.schedule={value}", f"wd.mode={mode}"])
 
 
 def test_short_fit_with_class_conditional_policy_and_grouped_decay(cifar_shards, tmp_path, caplog):
@@ -113,7 +132,7 @@ def test_short_fit_with_class_conditional_policy_and_grouped_decay(cifar_shards,
             "wd.value=5e-4",
             "wd.exclude=norm_and_bias",
             "wd.mode=decoupled",
-            "wd.schedule=follow_lr",
+            "wd.schedule=shrink_follows_lr",
         ]
     )
     assert rc == 0
@@ -121,12 +140,21 @@ def test_short_fit_with_class_conditional_policy_and_grouped_decay(cifar_shards,
     resolved = yaml.safe_load((run / "config.yaml").read_text())
     assert resolved["aug"]["policy"] == ["rrc", "flip", "color_jitter"]
     assert resolved["aug"]["class_overrides"] == {"cat": {"policy": ["none"]}, "dog": {"rrc": {"min_scale": 0.8}}}
-    assert resolved["wd"] == {"value": 5e-4, "exclude": "norm_and_bias", "mode": "decoupled", "schedule": "follow_lr"}
+    assert resolved["wd"] == {
+        "value": 5e-4,
+        "exclude": "norm_and_bias",
+        "mode": "decoupled",
+        "schedule": "shrink_follows_lr",
+    }
     assert "weight_decay" not in resolved["optim"]
     assert load_config(run / "config.yaml").aug.for_class("dog").rrc.min_scale == 0.8
 
     report = json.loads((run / "param_groups.json").read_text())
-    assert (report["mode"], report["schedule"], report["exclude"]) == ("decoupled", "follow_lr", "norm_and_bias")
+    assert (report["mode"], report["schedule"], report["exclude"]) == (
+        "decoupled",
+        "shrink_follows_lr",
+        "norm_and_bias",
+    )
     groups = {g["name"]: g for g in report["groups"]}
     assert groups["decay"]["weight_decay"] == 5e-4 and groups["no_decay"]["weight_decay"] == 0.0
     model = Classifier.load_from_checkpoint(run / "checkpoints" / "last.ckpt").model
@@ -136,6 +164,6 @@ def test_short_fit_with_class_conditional_policy_and_grouped_decay(cifar_shards,
     assert sum(g["elements"] for g in groups.values()) == sum(p.numel() for p in model.parameters())
     assert sum(g["parameters"] for g in groups.values()) == len(list(model.parameters()))
     logged = caplog.text
-    assert "weight decay (decoupled, follow_lr, exclude=norm_and_bias)" in logged
+    assert "weight decay (decoupled, shrink_follows_lr, exclude=norm_and_bias)" in logged
     assert f"decay 0.0005 on {groups['decay']['parameters']} tensors" in logged
     assert f"decay 0 on {groups['no_decay']['parameters']} tensors" in logged

@@ -33,9 +33,11 @@ def setting(default=MISSING, *, default_factory=MISSING, help: str = "", weaker:
     return _field(default, default_factory, _meta(help, weaker))
 
 
-def choice(default, choices, help: str = "", weaker: Optional[str] = None):
-    """A field whose value must be one of ``choices``."""
-    return _field(default, MISSING, _meta(help, weaker, choices=list(choices)))
+def choice(default, choices, help: str = "", weaker: Optional[str] = None, retired: Optional[dict] = None):
+    """A field whose value must be one of ``choices``; ``retired``: {former value: why it went and what to say
+    instead}, for configs written before a value was retired."""
+    facts = {"choices": list(choices), **({"retired": dict(retired)} if retired else {})}
+    return _field(default, MISSING, _meta(help, weaker, **facts))
 
 
 def bounded(

@@ -24,6 +24,8 @@ def _check_number(key: str, value: Any, facts: dict) -> None:
 
 
 def _check_field(key: str, value: Any, facts: dict) -> None:
+    if "retired" in facts and value in facts["retired"]:
+        raise ConfigError(f"bad value for config key '{key}': {value!r} was retired: {facts['retired'][value]}")
     if "choices" in facts and value not in facts["choices"]:
         allowed = facts["choices"]
         raise ConfigError(

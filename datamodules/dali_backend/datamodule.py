@@ -17,10 +17,11 @@ from datamodules.shards.format import ShardError
 
 
 class DaliDataModule(ShardsDataModule):
-    def __init__(self, cfg, transforms, seed: int = 0):
+    def __init__(self, cfg, transforms, seed: int = 0, eval_keys: bool = False):
         super().__init__(cfg, transforms, seed)
         require_dali()  # which extra to install, before any work
         self.device = decode_device(cfg.decode_device)
+        self.eval_keys = eval_keys  # evaluation batches also carry the sample keys (for ImageNet ReaL labels)
         self._loaders: dict[tuple[str, bool], DaliLoader] = {}
 
     def build_transforms(self) -> None:
@@ -70,7 +71,8 @@ class DaliDataModule(ShardsDataModule):
     def _cached(self, split: str, train: bool) -> DaliLoader:
         if (split, train) not in self._loaders:
             rank, world, local, _ = self.placement()
-            self._loaders[split, train] = self.loader(split, train, rank, world, local)
+            keys = self.eval_keys and not train
+            self._loaders[split, train] = self.loader(split, train, rank, world, local, with_keys=keys)
         return self._loaders[split, train]
 
     def train_dataloader(self) -> DaliLoader:
@@ -78,3 +80,6 @@ class DaliDataModule(ShardsDataModule):
 
     def val_dataloader(self) -> DaliLoader:
         return self._cached(self.val_split, train=False)
+
+    def test_dataloader(self) -> DaliLoader:
+        return self._cached(self.test_split, train=False)

@@ -364,6 +364,7 @@ def write_dataset(
     scan: Optional[dict[str, dict]] = None,
     readable_names: Optional[list[str]] = None,
     source_settings: Optional[dict] = None,
+    val_fraction: float = 0.0,
 ) -> dict:
     """``encode(payload, verify=, max_pixels=)`` -> (extension, bytes, (width, height)); raising skips the image.
     ``scan``: per split, what the source left out (``skipped`` entries, counts), copied into the manifest.
@@ -375,6 +376,11 @@ def write_dataset(
         raise ShardError(f"--max-pixels must be >= 1, got {max_pixels}")
     _check_out(out, overwrite)
     workers = workers or default_workers()
+    val_from_train = None
+    if val_fraction:
+        from datamodules.shards.holdout import carve_validation
+
+        items_by_split, val_from_train = carve_validation(items_by_split, val_fraction, seed, len(classes))
     for split, items in items_by_split.items():
         _unique_keys(split, items)
     encode = functools.partial(encode, verify=verify, max_pixels=max_pixels)
@@ -391,6 +397,7 @@ def write_dataset(
         "max_pixels": max_pixels,
         "classes": classes,
         **(source_settings or {}),
+        "val_fraction": val_fraction,
     }
     fingerprint = _plan_fingerprint(jobs, settings)
     plan_file = out / PROGRESS / PLAN
@@ -424,6 +431,8 @@ def write_dataset(
     }
     if readable_names:
         manifest["readable_names"] = readable_names
+    if val_from_train:
+        manifest["val_from_train"] = val_from_train
     for split, split_jobs in jobs.items():
         manifest["splits"][split] = _split_summary(split_jobs, records, len(classes), (scan or {}).get(split, {}))
     _remove_own(out / STAGING, SHARD_FILE)

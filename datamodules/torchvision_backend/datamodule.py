@@ -27,7 +27,7 @@ class ShardDataModule(ShardsDataModule):
         rank, world, _, epoch = self.placement()
         stream = ShardStream(
             urls,
-            info["samples"],
+            [s["samples"] for s in info["shards"]],
             self.train_transform if train else self.eval_transform,
             self.cfg.batch_size,
             train=train,
@@ -54,3 +54,6 @@ class ShardDataModule(ShardsDataModule):
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.val_split, train=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.test_split, train=False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 import struct
@@ -78,20 +79,37 @@ def _raise_with_shard(exn: Exception):
     ) from exn
 
 
+def consumer_range(num_samples: int, world_size: int, rank: int, workers: int, worker: int, train: bool) -> range:
+    """The positions (in the epoch's shard order) that one (rank, loader worker) reads.
+
+    Each rank gets a contiguous block and splits it between its workers as evenly as possible. Training gives
+    every rank floor(N / world_size) samples (the last N mod world_size, at most world_size - 1, sit out the
+    epoch), so that all ranks take the same number of steps; evaluation gives every sample to exactly one rank.
+    """
+    if train:
+        per_rank = num_samples // world_size
+        first, size = rank * per_rank, per_rank
+    else:
+        base, extra = divmod(num_samples, world_size)
+        first, size = rank * base + min(rank, extra), base + (rank < extra)
+    base, extra = divmod(size, workers)
+    return range(first + worker * base + min(worker, extra), first + (worker + 1) * base + min(worker + 1, extra))
+
+
 class ShardStream(IterableDataset):
     """Yields (images, labels) batches.
 
-    Every (rank, worker) consumer gets a disjoint part of the data. Training splits by shard when there
-    are at least as many shards as consumers (cheap: each shard is read once), else by sample; evaluation
-    always splits by sample so that every sample is seen exactly once across ranks.
-    Shuffling is seeded by (seed, epoch) only, never by process RNG state, so every rank and worker agrees
-    on the shard order, runs are reproducible, and each epoch is ordered differently.
+    Every (rank, worker) consumer reads a disjoint contiguous part of the split (``consumer_range``), skipping the
+    shards outside it, so each shard is read about once per epoch. Training ranks all get the same number of
+    samples, split the same way between their workers, so every rank yields ``len()`` batches and DDP's gradient
+    all-reduces stay in step. Shuffling is seeded by (seed, epoch) only, never by process RNG state, so every
+    rank and worker agrees on the shard order, runs are reproducible, and each epoch is ordered differently.
     """
 
     def __init__(
         self,
         urls: list[str],
-        num_samples: int,
+        shard_sizes: list[int],
         transform: Callable,
         batch_size: int,
         train: bool,
@@ -107,31 +125,49 @@ class ShardStream(IterableDataset):
     ):
         self.num_classes, self.max_pixels = num_classes, max_pixels  # every label and image is checked against them
         self.keys = keys  # also yield each batch's sample keys (a list of str), third
-        self.urls, self.num_samples, self.transform = list(urls), num_samples, transform
+        self.shards, self.transform = list(zip(urls, shard_sizes, strict=True)), transform
+        self.num_samples = sum(shard_sizes)
         self.batch_size, self.train, self.shuffle_buffer = batch_size, train, shuffle_buffer
         self.rank, self.world_size, self.num_workers = rank, world_size, max(1, num_workers)
         self.seed, self.epoch = seed, epoch
 
+    def _range(self, worker: int) -> range:
+        return consumer_range(self.num_samples, self.world_size, self.rank, self.num_workers, worker, self.train)
+
     def __len__(self) -> int:
-        per_rank = math.ceil(self.num_samples / self.world_size)
-        per_worker = math.ceil(per_rank / self.num_workers)
-        return self.num_workers * math.ceil(per_worker / self.batch_size)
+        return sum(math.ceil(len(self._range(w)) / self.batch_size) for w in range(self.num_workers))
+
+    def _read(self, part: range) -> Iterator[dict]:
+        shards = list(self.shards)
+        if self.train:
+            random.Random(f"{self.seed}-{self.epoch}").shuffle(shards)  # same order in every consumer
+        offset = 0
+        for url, size in shards:
+            lo, hi = max(part.start, offset) - offset, min(part.stop, offset + size) - offset
+            offset += size
+            if lo >= hi:
+                continue
+            samples, read = tarfile_samples([{"url": url}], handler=_raise_with_shard), lo
+            try:
+                for sample in itertools.islice(samples, lo, hi):
+                    read += 1
+                    yield sample
+            finally:
+                samples.close()
+            if read < hi:
+                raise RuntimeError(
+                    f"shard '{url}' ends before the {size} samples manifest.json records: it is truncated or was "
+                    "changed. Re-create the shards with `classreg shard`."
+                )
 
     def _samples(self) -> Iterator[dict]:
         info = get_worker_info()
         worker, workers = (info.id, info.num_workers) if info else (0, 1)
-        consumer, consumers = self.rank * workers + worker, self.world_size * workers
-        urls = list(self.urls)
-        if self.train:
-            random.Random(f"{self.seed}-{self.epoch}").shuffle(urls)  # same order in every consumer, then split
-        by_shard = self.train and len(urls) >= consumers
-        if by_shard:
-            urls = urls[consumer::consumers]
-        stream = tarfile_samples(({"url": u} for u in urls), handler=_raise_with_shard)
-        if not by_shard:
-            stream = (s for i, s in enumerate(stream) if i % consumers == consumer)
+        if workers != self.num_workers:
+            raise RuntimeError(f"a ShardStream split for {self.num_workers} DataLoader workers is read by {workers}")
+        stream = self._read(self._range(worker))
         if self.train and self.shuffle_buffer > 1:
-            rng = random.Random(f"{self.seed}-{self.epoch}-{consumer}")
+            rng = random.Random(f"{self.seed}-{self.epoch}-{self.rank * self.num_workers + worker}")
             stream = wds.shuffle(self.shuffle_buffer, initial=self.shuffle_buffer, rng=rng)(stream)
         return stream
 

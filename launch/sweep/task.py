@@ -66,12 +66,24 @@ def result_of(point: Path) -> Optional[dict]:
     return out
 
 
+def divergence_of(point: Path) -> Optional[dict]:
+    """The run's ``"diverged": {"epoch", "step", "loss"}`` record in metrics.json, if its training diverged."""
+    try:
+        return json.loads((point / "metrics.json").read_text()).get("diverged")
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
 def finish(point: Path, rc: int, log: Optional[str]) -> str:
     """done when the fit exited 0 and reached max_epochs; failed (with the reason and log) otherwise."""
     if rc == 0 and run_completed(point):
         transition(point, "done", result=result_of(point), reason=None)
         return "done"
-    reason = failure_reason(rc) if rc != 0 else "fit exited before reaching trainer.max_epochs"
+    diverged = divergence_of(point) if rc != 0 else None
+    if diverged:
+        reason = f"diverged at epoch {diverged['epoch']} step {diverged['step']} (training loss {diverged['loss']})"
+    else:
+        reason = failure_reason(rc) if rc != 0 else "fit exited before reaching trainer.max_epochs"
     lines = tail(log, 3)
     transition(point, "failed", reason=reason, log=log, result=result_of(point), log_tail=lines or None)
     return "failed"

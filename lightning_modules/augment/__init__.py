@@ -4,7 +4,7 @@ Importing this package registers the built-in policies and gives the config sect
 (torchvision) are imported on first use.
 """
 
-from lightning_modules.augment import builtin  # noqa: F401  (registers rrc, pad_crop, flip, color_jitter, none)
+from lightning_modules.augment import builtin  # noqa: F401  (registers rrc, center_crop, pad_crop, flip, ...)
 from lightning_modules.augment.config import AugConfig
 from lightning_modules.augment.policy import Policy
 from lightning_modules.augment.registry import POLICIES, check_policy_names, register_policy

@@ -1,4 +1,5 @@
-"""The built-in policies: rrc, pad_crop, flip, color_jitter, none (torchvision and DALI), with their parameters.
+"""The built-in policies: rrc, center_crop, pad_crop, flip, color_jitter, none (torchvision and DALI), with their
+parameters.
 
 torchvision and DALI are imported inside the methods that use them, so that reading a config stays light."""
 
@@ -14,7 +15,7 @@ from lightning_modules.augment.registry import register_policy
 
 @dataclass
 class RRCParams:
-    """Random-resized-crop; min_scale 1.0 means no random crop (resize + centre crop)."""
+    """Random-resized-crop, torchvision's ``RandomResizedCrop(scale=(min_scale, max_scale), ratio=ratio)``."""
 
     min_scale: float = bounded(
         0.08,
@@ -22,7 +23,9 @@ class RRCParams:
         1.0,
         low_inclusive=False,
         weaker="high",
-        help="smallest crop area, as a fraction of the image; `1.0`: no random crop",
+        help="smallest crop area, as a fraction of the image; `1.0` (with `max_scale` 1): the whole image, "
+        "resized to the square, when its aspect ratio is within `ratio` (else its centred crop of the nearest "
+        "allowed ratio: torchvision's fallback); policy `center_crop` is resize + centre crop",
     )
     max_scale: float = bounded(
         1.0, 0.0, 1.0, low_inclusive=False, weaker="high", help="largest crop area, as a fraction of the image"
@@ -40,6 +43,18 @@ class RRCParams:
             )
 
 
+ATTEMPTS = 10  # torchvision's RandomResizedCrop draws at most 10 windows before its fallback
+
+
+def _round(x):
+    """Nearest integer (halves up), of a number or per sample."""
+    from nvidia.dali import math as dmath
+
+    from lightning_modules.augment.dali_ops import is_node
+
+    return dmath.floor(x + 0.5) if is_node(x) else float(math.floor(x + 0.5))
+
+
 @register_policy("rrc")
 class RandomResizedCrop(Policy):
     Params, config_key, sets_size = RRCParams, "rrc", True
@@ -48,71 +63,87 @@ class RandomResizedCrop(Policy):
         from torchvision.transforms import v2
 
         p, size = self.params, self.image_size
-        if p.min_scale == 1.0:  # the "no augmentation" end of the sweep: the whole image, deterministic
-            return [v2.Resize(size, antialias=True), v2.CenterCrop(size)]
         return [v2.RandomResizedCrop(size, scale=(p.min_scale, p.max_scale), ratio=tuple(p.ratio), antialias=True)]
 
     @classmethod
     def dali_neutral(cls):
-        return RRCParams(min_scale=1.0, max_scale=1.0)
+        # torchvision's sampler at area 1 and aspect 1 fits only a square image, else falls back to the centred
+        # square: exactly resize + centre crop, what a class whose policy list has no crop gets
+        return RRCParams(min_scale=1.0, max_scale=1.0, ratio=[1.0, 1.0])
 
     def dali_decode(self, encoded, labels, device):
         from nvidia.dali import fn, types
 
-        p, size = self.params, float(self.image_size)
-        if not p.varies and p.min_scale < 1.0:  # DALI's own random-resized-crop decoder (10 attempts, as torchvision)
-            images = fn.decoders.image_random_crop(
-                encoded,
-                device=device,
-                output_type=types.RGB,
-                random_area=[p.min_scale, p.max_scale],
-                random_aspect_ratio=list(p.ratio),
-                num_attempts=10,
-            )
-        else:
-            shape = fn.peek_image_shape(encoded)
-            anchor, window = self._window(fn.cast(shape[0], dtype=types.FLOAT), fn.cast(shape[1], dtype=types.FLOAT))
-            images = fn.decoders.image_slice(
-                encoded,
-                anchor,
-                window,
-                device=device,
-                output_type=types.RGB,
-                axis_names="WH",
-                normalized_anchor=False,
-                normalized_shape=False,
-            )
-        return fn.resize(images, size=[size, size])
+        shape = fn.peek_image_shape(encoded)
+        anchor, window = self.window(fn.cast(shape[0], dtype=types.FLOAT), fn.cast(shape[1], dtype=types.FLOAT))
+        images = fn.decoders.image_slice(  # decodes only the window
+            encoded,
+            anchor,
+            window,
+            device=device,
+            output_type=types.RGB,
+            axis_names="WH",
+            normalized_anchor=False,
+            normalized_shape=False,
+        )
+        return fn.resize(images, size=[float(self.image_size)] * 2)
+
+    def dali(self, images, labels):
+        from nvidia.dali import fn
+
+        anchor, window = self.window(*self.input_hw)
+        images = fn.slice(images, anchor, window, axis_names="WH", normalized_anchor=False, normalized_shape=False)
+        return fn.resize(images, size=[float(self.image_size)] * 2)
+
+    def window(self, height, width):
+        """Per sample, the crop (x, y), (w, h) of torchvision's ``RandomResizedCrop.make_params``: ATTEMPTS draws
+        of area ~ U(min_scale, max_scale) x image area and log aspect ratio ~ U(log ratio), the first whose rounded
+        w x h fits in the image, placed uniformly; if none fits, the whole image, or (aspect ratio outside
+        ``ratio``) its centred crop at the nearest allowed ratio. Parameters may be per-sample DataNodes."""
+        import numpy as np
+        import nvidia.dali.math as dmath
+        from nvidia.dali import fn, types
+
+        from lightning_modules.augment.dali_ops import is_node, uniform, where
+
+        p = self.params
+        low, high = p.ratio
+        log_low, log_high = (dmath.log(r) if is_node(r) else math.log(r) for r in p.ratio)
+        area = height * width * (p.min_scale + uniform([ATTEMPTS]) * (p.max_scale - p.min_scale))
+        aspect = dmath.exp(log_low + uniform([ATTEMPTS]) * (log_high - log_low))
+        w, h = _round(dmath.sqrt(area * aspect)), _round(dmath.sqrt(area / aspect))
+        fits = fn.cast((w >= 1.0) & (w <= width) & (h >= 1.0) & (h <= height), dtype=types.FLOAT)
+        rank = fits * types.Constant(np.arange(ATTEMPTS, 0, -1, dtype=np.float32))  # earlier attempts rank higher
+        best = fn.reductions.max(rank)
+        first = fits * fn.cast(rank == best, dtype=types.FLOAT)  # one-hot on the first attempt that fits
+        found = best > 0.0
+        image_ratio = width / height
+        narrow, wide = image_ratio < low, image_ratio > high
+        fallback_w = where(wide, _round(height * high), width)
+        fallback_h = where(narrow, _round(width / low), height)
+        w = where(found, fn.reductions.sum(first * w), fallback_w)
+        h = where(found, fn.reductions.sum(first * h), fallback_h)
+        x = where(found, dmath.floor(uniform() * (width - w + 1.0)), dmath.floor((width - w) * 0.5))
+        y = where(found, dmath.floor(uniform() * (height - h + 1.0)), dmath.floor((height - h) * 0.5))
+        return fn.stack(x, y), fn.stack(w, h)
+
+
+@register_policy("center_crop")
+class CenterCrop(Policy):
+    """Resize the short side to data.image_size and take the centred square (no randomness)."""
+
+    sets_size = True
+
+    def torchvision(self):
+        from torchvision.transforms import v2
+
+        return [v2.Resize(self.image_size, antialias=True), v2.CenterCrop(self.image_size)]
 
     def dali(self, images, labels):
         from nvidia.dali import fn
 
         size = float(self.image_size)
-        anchor, window = self._window(*self.input_hw)
-        images = fn.slice(images, anchor, window, axis_names="WH", normalized_anchor=False, normalized_shape=False)
-        return fn.resize(images, size=[size, size])
-
-    def _window(self, height, width):
-        """Per-sample crop (x, y), (w, h): area fraction ~ U(min_scale, max_scale), log aspect ratio ~ uniform,
-        shrunk to fit the image (torchvision draws again instead); min_scale 1.0: the centred square."""
-        import nvidia.dali.math as dmath
-        from nvidia.dali import fn
-
-        from lightning_modules.augment.dali_ops import is_node, uniform, where
-
-        p = self.params
-        log_lo, log_hi = (dmath.log(r) if not isinstance(r, float) else math.log(r) for r in p.ratio)
-        ratio = dmath.exp(log_lo + uniform() * (log_hi - log_lo))
-        area = height * width * (p.min_scale + uniform() * (p.max_scale - p.min_scale))
-        w, h = dmath.sqrt(area * ratio), dmath.sqrt(area / ratio)
-        fit = dmath.min(dmath.min(width / w, height / h), 1.0)
-        w, h = w * fit, h * fit
-        full = p.min_scale >= 1.0
-        side = dmath.min(height, width) if is_node(height) or is_node(width) else min(height, width)
-        w, h = where(full, side, w), where(full, side, h)
-        x = where(full, (width - w) * 0.5, uniform() * (width - w))
-        y = where(full, (height - h) * 0.5, uniform() * (height - h))
-        return fn.stack(x, y), fn.stack(w, h)
+        return fn.crop(fn.resize(images, resize_shorter=size), crop=(size, size))
 
 
 @dataclass

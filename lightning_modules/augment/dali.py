@@ -3,8 +3,9 @@
 Class-conditional augmentation becomes per-sample parameters: every class's policy list is merged into one
 list (in order), and each parameter that differs between classes is looked up from the sample's label with
 ``fn.lookup_table``. A policy missing from some class's list runs there with its neutral parameters
-(``Policy.dali_neutral()``: no flip, no jitter, padding 0, rrc with ``min_scale=1``, i.e. resize + centre
-crop), which is what that class's own list does.
+(``Policy.dali_neutral()``: no flip, no jitter, padding 0, rrc at area 1 and aspect 1, i.e. resize + centre
+crop), which is what that class's own list does. ``center_crop`` is that same neutral crop, so with class
+overrides it leaves the merge: its classes get the neutral window of the other classes' cropping policy.
 """
 
 from __future__ import annotations
@@ -79,8 +80,11 @@ def build_dali_policies(aug: AugConfig, class_names: list[str], image_size: int,
     variants = {None: aug}
     for key in aug.class_overrides:
         variants[class_index(key, class_names)] = aug.for_class(key)
+    lists = [list(v.policy) for v in variants.values()]
+    if len(variants) > 1:
+        lists = [[name for name in names if name != "center_crop"] for names in lists]
     policies = []
-    for name in merged_order([list(v.policy) for v in variants.values()]):
+    for name in merged_order(lists):
         cls = get_policy(name)
         chosen = {}
         for index, variant in variants.items():

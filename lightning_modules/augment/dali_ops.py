@@ -10,9 +10,9 @@ def is_node(x) -> bool:
     return isinstance(x, DataNode)
 
 
-def uniform():
-    """One float per sample, uniform in [0, 1) (seeded by the pipeline seed)."""
-    return fn.random.uniform(range=[0.0, 1.0])
+def uniform(shape=None):
+    """One float per sample (or a ``shape`` array of them), uniform in [0, 1) (seeded by the pipeline seed)."""
+    return fn.random.uniform(range=[0.0, 1.0], **({"shape": shape} if shape else {}))
 
 
 def where(cond, a, b):

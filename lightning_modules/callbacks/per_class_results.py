@@ -35,7 +35,7 @@ class PerClassResultsWriter(pl.Callback):
             atomic_write_text(self.run_dir / "confusion_matrices" / f"epoch_{epoch:03d}.csv", confusion_csv(result))
 
         metrics_path = self.run_dir / "metrics.json"
-        history = json.loads(metrics_path.read_text())["history"] if metrics_path.exists() else []
+        history = json.loads(metrics_path.read_text()).get("history", []) if metrics_path.exists() else []
         history = [h for h in history if h["epoch"] != epoch]
         summary = {"epoch": epoch, "global_step": global_step, **result.summary(self.worst_fraction)}
         history.append(summary)

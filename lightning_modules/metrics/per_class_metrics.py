@@ -1,7 +1,8 @@
 """Per-class validation counts, exact across ranks: integer counts summed with one all-reduce.
 
 Ties between scores are broken towards the lower class index (as ``argmax`` does), for top-1 and top-5 alike:
-an image is top-k correct when fewer than k classes outrank its label.
+an image is top-k correct when fewer than k classes outrank its label. An image whose logits are not all finite
+(a diverged model) is never correct, predicts no class, and is counted in ``nonfinite``.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from torch import nn
 TOP_K = 5
 
 
-COUNT_NAMES = ("correct", "total", "predicted", "top5_correct", "real_correct", "real_total")
+COUNT_NAMES = ("correct", "total", "predicted", "top5_correct", "real_correct", "real_total", "nonfinite")
 
 
 def label_rank(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -35,11 +36,12 @@ class PerClassResult:
     class_names: list[str]
     correct: np.ndarray
     total: np.ndarray
-    predicted: np.ndarray  # how often each class was the top-1 prediction
+    predicted: np.ndarray  # how often each class was the top-1 prediction (images with finite logits)
     top5_correct: np.ndarray
     real_correct: Optional[np.ndarray] = None  # None when ReaL labels are off
     real_total: Optional[np.ndarray] = None  # images of the class with a non-empty ReaL set
-    confusion: Optional[np.ndarray] = None  # [true, predicted]
+    confusion: Optional[np.ndarray] = None  # [true, predicted], images with finite logits
+    nonfinite: Optional[np.ndarray] = None  # images of the class whose logits were not all finite
 
     @staticmethod
     def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
@@ -87,6 +89,8 @@ class PerClassResult:
             "top5_accuracy": float(self.top5_correct.sum() / samples) if samples else 0.0,
             "mean_class_top5_accuracy": float(self.top5_accuracy[seen].mean()) if seen.any() else None,
         }
+        if self.nonfinite is not None:
+            out["nonfinite_samples"] = int(self.nonfinite.sum())
         if seen.any():
             n_worst = max(1, math.ceil(worst_fraction * len(acc)))
             out["worst_fraction_mean_accuracy"] = float(np.sort(acc)[:n_worst].mean())
@@ -127,19 +131,21 @@ class PerClassCounts(nn.Module):
         """``real_target``: [batch, classes] bool, the ReaL set of each image; ``real_valid``: [batch] bool,
         False for images whose ReaL set is empty (they are skipped)."""
         labels = labels.long()
-        rank = label_rank(logits, labels)
+        finite = torch.isfinite(logits).all(1)
+        rank = torch.where(finite, label_rank(logits, labels), self.num_classes)  # NaN would outrank nothing
         predicted = logits.argmax(1)
         self.total += self._count(labels)
         self.correct += self._count(labels[rank == 0])
-        self.predicted += self._count(predicted)
+        self.predicted += self._count(predicted[finite])
         self.top5_correct += self._count(labels[rank < TOP_K])
+        self.nonfinite += self._count(labels[~finite])
         if self.with_confusion:
-            flat = labels * self.num_classes + predicted
+            flat = labels[finite] * self.num_classes + predicted[finite]
             self.confusion += torch.bincount(flat, minlength=self.num_classes**2).view_as(self.confusion)
         if self.with_real:
             if real_target is None or real_valid is None:
                 raise ValueError("ReaL evaluation is on but the batch carries no ReaL targets")
-            hit = real_target.gather(1, predicted[:, None]).squeeze(1) & real_valid
+            hit = real_target.gather(1, predicted[:, None]).squeeze(1) & real_valid & finite
             self.real_total += self._count(labels[real_valid])
             self.real_correct += self._count(labels[hit])
 
@@ -174,4 +180,5 @@ class PerClassCounts(nn.Module):
             real_correct=parts["real_correct"] if self.with_real else None,
             real_total=parts["real_total"] if self.with_real else None,
             confusion=parts["confusion"] if self.with_confusion else None,
+            nonfinite=parts["nonfinite"],
         )
