@@ -39,15 +39,30 @@ class TrainerConfig:
         False, help="`torch.compile` the module (CPU too; the first steps are slow while it compiles)"
     )
     compile_backend: str = choice("inductor", ["inductor", "aot_eager", "cudagraphs"], help="`torch.compile(backend=)`")
+    requeue_signal: str = choice(
+        "USR1",
+        ["USR1", "USR2"],
+        help="under SLURM: the signal (sbatch `--signal=<sig>@<seconds>`) at which Lightning saves an hpc checkpoint "
+        "and requeues the job; set by `resources.requeue_signal` in a sweep",
+    )
 
 
 def build_trainer(
     t: TrainerConfig, run_dir: Path, callbacks: list, loggers: list = (), *, precision: str, cudnn_benchmark: bool
 ):
     """A ``pl.Trainer``; ``precision``, ``cudnn_benchmark``: what the run really gets (see runtime.py)."""
+    import signal
+
     import pytorch_lightning as pl
     from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
     from pytorch_lightning.loggers import CSVLogger
+    from pytorch_lightning.plugins.environments import SLURMEnvironment
+
+    from lightning_modules.checkpoint_io import AtomicCheckpointIO
+
+    plugins = [AtomicCheckpointIO()]  # an interrupted save never replaces the previous checkpoint
+    if SLURMEnvironment.detect():
+        plugins.append(SLURMEnvironment(requeue_signal=getattr(signal, f"SIG{t.requeue_signal}")))
 
     run_dir = Path(run_dir)
     checkpoint = ModelCheckpoint(
@@ -80,4 +95,5 @@ def build_trainer(
         enable_model_summary=False,
         logger=[CSVLogger(run_dir, name="logs", version=""), *loggers],
         callbacks=[checkpoint, LearningRateMonitor("step"), *callbacks],
+        plugins=plugins,
     )

@@ -194,7 +194,8 @@ def test_status_shows_states_progress_and_failures(tmp_path, capsys):
 
 def test_submit_without_slurm_says_so(tmp_path, capsys, monkeypatch):
     spec = write_spec(tmp_path / "s.yaml", tmp_path, "noslurm", {"product": {"optim.lr": [0.1]}})
-    monkeypatch.setenv("PATH", str(tmp_path))  # no sbatch/squeue on PATH
+    monkeypatch.setenv("PATH", str(tmp_path))  # no scontrol/sbatch/squeue on PATH
     assert main(["sweep", "submit", str(spec), "--dir", str(tmp_path / "sweep")]) == 2
     err = capsys.readouterr().err
-    assert "`squeue` is not on PATH" in err and "sweep run DIR --local" in err
+    assert "`scontrol` is not on PATH" in err and "sweep run DIR --local" in err
+    assert not (tmp_path / "sweep").exists()  # asked before anything was written

@@ -54,6 +54,34 @@ def new_status(point_id: str, index: int, params: dict, max_epochs: int) -> dict
     }
 
 
+_OPTIONAL_TEXT = (str, type(None))
+
+
+def valid_status(status: object, point_id: str) -> bool:
+    """The shape of a status file this module writes (the status and report code read these keys)."""
+    if type(status) is not dict or status.get("id") != point_id or status.get("state") not in STATES:
+        return False
+    owner = status.get("owner")
+    return (
+        type(status.get("index")) is int
+        and type(status.get("params")) is dict
+        and type(status.get("history")) is list
+        and isinstance(status.get("log"), _OPTIONAL_TEXT)
+        and isinstance(status.get("reason"), _OPTIONAL_TEXT)
+        and isinstance(status.get("job_id"), _OPTIONAL_TEXT)
+        and isinstance(status.get("result"), (dict, type(None)))
+        and (owner is None or _valid_owner(owner))
+    )
+
+
+def _valid_owner(owner: object) -> bool:
+    if not isinstance(owner, dict):
+        return False
+    if owner.get("kind") == "local":
+        return isinstance(owner.get("host"), str) and type(owner.get("pid")) is int
+    return owner.get("kind") == "slurm" and isinstance(owner.get("job_id"), _OPTIONAL_TEXT)
+
+
 def _apply(status: dict, state: str, **fields) -> dict:
     assert state in STATES, state
     status["state"] = state
