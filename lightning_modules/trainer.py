@@ -65,14 +65,18 @@ def build_trainer(
         plugins.append(SLURMEnvironment(requeue_signal=getattr(signal, f"SIG{t.requeue_signal}")))
 
     run_dir = Path(run_dir)
-    checkpoint = ModelCheckpoint(
+    best = ModelCheckpoint(
         dirpath=run_dir / "checkpoints",
         filename="best-{epoch:03d}",
         monitor="val/acc",
         mode="max",
         save_top_k=1,
-        save_last=True,
         auto_insert_metric_name=False,
+    )
+    # checkpoints/last.ckpt after every validation, what a restart resumes from (launch/resume.py). Not
+    # `save_last=True`: since Lightning 2.6 that writes last.ckpt only when the best checkpoint changes.
+    last = ModelCheckpoint(
+        dirpath=run_dir / "checkpoints", filename="last", monitor=None, save_top_k=1, enable_version_counter=False
     )
     if t.progress_bar:
         callbacks = [*callbacks, TQDMProgressBar(refresh_rate=10)]
@@ -94,6 +98,6 @@ def build_trainer(
         enable_progress_bar=t.progress_bar,
         enable_model_summary=False,
         logger=[CSVLogger(run_dir, name="logs", version=""), *loggers],
-        callbacks=[checkpoint, LearningRateMonitor("step"), *callbacks],
+        callbacks=[best, last, LearningRateMonitor("step"), *callbacks],
         plugins=plugins,
     )
