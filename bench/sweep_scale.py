@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from rich.console import Console  # noqa: E402
 
-from launch.sweep.folder import Sweep, materialise
+from launch.sweep.folder import Sweep, materialise  # noqa: E402
 from launch.sweep.report import print_status, status_json, status_rows  # noqa: E402
 from launch.sweep.status import read_status, transition  # noqa: E402
 from launch.sweep.submit import cancel, submit  # noqa: E402
@@ -87,18 +87,17 @@ def main() -> None:
     spec = write_spec(work / "grid1000.yaml", "grid1000", seeds=10)
     t_mat, (sweep, new, total) = timed(lambda: materialise(spec, work / "grid1000"))
     real = bool(os.environ.get("SLURM_CONF")) and shutil.which("sbatch") is not None
-    t_sub, (job, ids) = timed(lambda: submit(sweep, dry_run=not real, hold=True))
-    how = f"sbatch --hold (job {job}), {len(ids)} points marked queued" if real else "--dry-run (no SLURM here)"
+    t_sub, (arrays, ids) = timed(lambda: submit(sweep, dry_run=not real, hold=True))
+    how = f"sbatch --hold (arrays {', '.join(arrays)}), {len(ids)} points marked queued" if real else "--dry-run"
+    floor_w = floor_write(work / "floor1000", 1000)
     print(
-        f"submit of {total} points: {t_mat + t_sub:.2f} s "
+        f"submit of {total} points: {t_mat + t_sub:.2f} s = {(t_mat + t_sub) / floor_w:.1f}x the filesystem floor "
         f"(validate + write folders {t_mat:.2f} s; render job array, {how}: {t_sub:.2f} s)"
     )
     if real:
         t_cancel, cancelled = timed(lambda: cancel(sweep))
         print(f"cancel of {len(cancelled)} queued points: {t_cancel:.2f} s")
-    print(
-        f"  (this filesystem alone: 1000 folders with 2 small files take {floor_write(work / 'floor1000', 1000):.2f} s)"
-    )
+    print(f"  (this filesystem alone: 1000 folders with 2 small files take {floor_w:.2f} s)")
     t_again, (_, new_again, _) = timed(lambda: materialise(spec, work / "grid1000"))
     print(f"submit again (nothing new, {new_again} new points): {t_again:.2f} s")
 
@@ -123,11 +122,13 @@ def main() -> None:
     console = Console(file=io.StringIO(), width=140)
     t_table, _ = timed(lambda: print_status(sweep, rows, limit=200, console=console))
     t_json, text = timed(lambda: status_json(sweep, rows))
+    floor_r = floor_read(sweep.points_dir)
     print(
-        f"status of {len(rows)} points: {t_rows + t_table:.2f} s (read {t_rows:.2f} s, table {t_table:.2f} s); "
-        f"--json {t_rows + t_json:.2f} s ({len(text) / 1e6:.1f} MB)"
+        f"status of {len(rows)} points: {t_rows + t_table:.2f} s = {(t_rows + t_table) / floor_r:.1f}x the "
+        f"filesystem floor (read {t_rows:.2f} s, table {t_table:.2f} s); --json {t_rows + t_json:.2f} s "
+        f"({len(text) / 1e6:.1f} MB)"
     )
-    print(f"  (this filesystem alone: reading 10000 small files takes {floor_read(sweep.points_dir):.2f} s)")
+    print(f"  (this filesystem alone: reading 10000 small files takes {floor_r:.2f} s)")
     assert read_status(points[0])["id"] == points[0].name
     print(f"folders kept in {work}")
 

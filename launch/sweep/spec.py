@@ -317,11 +317,13 @@ def resolve_points(spec: SweepSpec, spec_path: str | Path, out_dir: str | Path =
             )
         seen[pid] = i
         # The W&B group is the sweep; the run id follows from (group, name), so a resumed point continues its run.
-        cfg.out_dir, cfg.name = plain["out_dir"], plain["name"] = str(out_dir), pid
-        if cfg.logger is base.logger:
+        cfg.out_dir, cfg.name = str(out_dir), pid
+        plain.update(out_dir=cfg.out_dir, name=pid)
+        if cfg.logger is base.logger:  # no axis touches it: every point shares the one with the group set
             cfg.logger, plain["logger"] = logger, logger_plain
         else:
-            cfg.logger.group = plain["logger"]["group"] = cfg.logger.group or spec.name
+            cfg.logger.group = cfg.logger.group or spec.name
+            plain["logger"] = dataclasses.asdict(cfg.logger)
         points.append(Point(i, pid, params, cfg, plain))
     check_resources(spec, spec_path, base_path, points)  # before anything is written or queued
     _check_class_names(points, f"sweep spec {spec_path}")
