@@ -168,7 +168,8 @@ def test_status_shows_states_progress_and_failures(tmp_path, capsys):
     spec = write_spec(tmp_path / "s.yaml", tmp_path, "st", {"product": {"optim.lr": [0.1, 0.05, 0.02]}}, epochs=5)
     sweep, _, _ = materialise(spec, tmp_path / "sweep")
     done, failed, running = sweep.point_dirs()
-    log = tmp_path / "7_1.out"
+    log = sweep.dir / "logs" / "7_1.out"  # status shows the end of logs inside the sweep folder only
+    log.parent.mkdir()
     log.write_text("epoch 0\nTraceback (most recent call last):\nRuntimeError: CUDA out of memory\n")
     (running / "metrics.json").write_text(json.dumps({"last": {"epoch": 2, "accuracy": 0.4}}))
     transition(done, "done", result={"epoch": 4, "accuracy": 0.9})
