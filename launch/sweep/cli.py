@@ -45,7 +45,11 @@ def _submit_and_report(sweep, dry_run: bool, hold: bool = False, max_array_size=
         what = f"job array {arrays[0]}" if len(arrays) == 1 else f"{len(arrays)} job arrays ({', '.join(arrays)})"
         print(
             f"submitted {what} with {len(ids)} points (`classreg sweep status {sweep.dir}`)"
-            + (f"; held: `scontrol release {','.join(arrays)}` starts it" if hold else "")
+            + (
+                f"; held: `scontrol release {','.join(arrays)}` starts {'it' if len(arrays) == 1 else 'them'}"
+                if hold
+                else ""
+            )
         )
     return 0
 
