@@ -9,6 +9,7 @@ from typing import Optional
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from datamodules.configkit import ClassregError
 from launch.config import key_parts
@@ -46,7 +47,7 @@ def short_params(params: dict) -> str:
 def _progress(point: str, status: dict) -> tuple[Optional[int], Optional[float]]:
     """(epochs validated, last accuracy): from the stored result, or metrics.json while running."""
     result = status.get("result")
-    if status["state"] in ("running", "failed", "cancelled") or not result:
+    if status["state"] in ("running", "cancelled") or not result:  # a failed point's result is its last
         try:
             with open(os.path.join(point, "metrics.json"), "rb") as fh:
                 last = json.loads(fh.read())["last"]
@@ -127,20 +128,22 @@ def print_status(
     shown = sorted(rows, key=lambda r: (ORDER[r["state"]], r["index"]))
     table = Table(show_lines=False)
     for col in ("#", "point", "params", "state", "epoch", "acc", "job", "restarts"):
-        table.add_column(col, justify="right" if col in ("#", "epoch", "acc", "restarts") else "left")
-    for r in shown[:limit]:
+        table.add_column(
+            col, justify="right" if col in ("#", "epoch", "acc", "restarts") else "left", no_wrap=col != "params"
+        )
+    for r in shown[:limit]:  # Text cells: what a status file says is shown as it is, never read as markup
         slurm = f" ({r['slurm_state'].lower()})" if r["slurm_state"] else ""
         if _lost(r):
             slurm = " (gone)"
         table.add_row(
-            str(r["index"]),
-            r["id"],
-            escape(short_params(r["params"])),
-            f"[{STYLE[r['state']]}]{r['state']}[/]",
-            escape(f"{r['epoch'] or 0}/{r['max_epochs']}") if r["state"] != "pending" else "",
-            f"{r['accuracy']:.3f}" if r["accuracy"] is not None else "",
-            escape(f"{r['job_id'] or r['owner'] or ''}{slurm}"),
-            escape(str(r["restarts"] or "")),
+            Text(str(r["index"])),
+            Text(r["id"]),
+            Text(short_params(r["params"])),
+            Text(r["state"], style=STYLE[r["state"]]),
+            Text(f"{r['epoch'] or 0}/{r['max_epochs']}" if r["state"] != "pending" else ""),
+            Text(f"{r['accuracy']:.3f}" if r["accuracy"] is not None else ""),
+            Text(f"{r['job_id'] or r['owner'] or ''}{slurm}"),
+            Text(str(r["restarts"] or "")),
         )
     console.print(table)
     if len(shown) > limit:
