@@ -8,12 +8,13 @@ metadata: ``python -m launch.config_reference`` writes them to docs/config.md.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar, Optional
 
 from datamodules.config import DataConfig
-from datamodules.configkit import bounded, field_facts, save_yaml, setting
+from datamodules.configkit import ConfigError, bounded, field_facts, save_yaml, setting
 from datamodules.configkit import load_config as _load_config
 from lightning_modules.augment import POLICIES, AugConfig
 from lightning_modules.metrics.config import MetricsConfig
@@ -57,13 +58,58 @@ def save_resolved(cfg, path: str | os.PathLike) -> None:
     save_yaml(cfg, path)
 
 
+# OmegaConf's grammar for a key path (its overrides and `select` read the same): dotted names, and `[...]` for a
+# name that holds dots, slashes or spaces: `aug.class_overrides[T-shirt/top].policy`.
+_KEY_HEAD = re.compile(r"[^.\[\]]*")
+_KEY_NEXT = re.compile(r"\.([^.\[\]]+)|\[([^\]]+)\]")
+_PLAIN_PART = re.compile(r"[^.\[\]]+")
+
+
+def key_parts(dotted: str) -> list[str]:
+    """``"aug.class_overrides[Ankle boot].rrc.min_scale"`` -> ``["aug", "class_overrides", "Ankle boot", "rrc",
+    "min_scale"]``; ConfigError for a key that is not a path."""
+    head = _KEY_HEAD.match(dotted)
+    parts, pos = [head.group(0)], head.end()
+    while parts[0] and pos < len(dotted) and (m := _KEY_NEXT.match(dotted, pos)):
+        parts.append(m.group(1) if m.group(1) is not None else m.group(2))
+        pos = m.end()
+    if not parts[0] or pos != len(dotted):
+        raise ConfigError(
+            f"config key {dotted!r} is not a key path: write dotted names (optim.lr), and a name that holds dots, "
+            "slashes or spaces in brackets (aug.class_overrides[T-shirt/top].policy)"
+        )
+    return parts
+
+
+def join_key(parts: list[str]) -> str:
+    """The inverse of ``key_parts``: names joined by dots, in brackets where they hold dots or spaces."""
+    out = ""
+    for i, part in enumerate(parts):
+        if _PLAIN_PART.fullmatch(part) and " " not in part:
+            out += ("." if i else "") + part
+        else:
+            out += f"[{part}]"
+    return out
+
+
+def canonical_key(dotted: str) -> str:
+    """One spelling per key (``trainer[devices]`` is ``trainer.devices``), for comparing keys."""
+    try:
+        return join_key(key_parts(dotted))
+    except ConfigError:
+        return dotted
+
+
 def run_key_facts(dotted: str) -> Optional[dict]:
     """The field metadata of a dotted run-config key, also inside class overrides and custom policies:
-    ``aug.class_overrides.<class>.rrc.min_scale`` has the facts of ``aug.rrc.min_scale``, and
-    ``aug.custom.<policy>.<param>`` those of the policy's ``Params`` field."""
-    parts = dotted.split(".")
+    ``aug.class_overrides.<class>.rrc.min_scale`` (or ``aug.class_overrides[<class>].rrc.min_scale``) has the
+    facts of ``aug.rrc.min_scale``, and ``aug.custom.<policy>.<param>`` those of the policy's ``Params`` field."""
+    try:
+        parts = key_parts(dotted)
+    except ConfigError:
+        return None
     if parts[:2] == ["aug", "class_overrides"] and len(parts) > 3:
-        return run_key_facts(".".join(["aug", *parts[3:]]))
+        return run_key_facts(join_key(["aug", *parts[3:]]))
     if parts[:2] == ["aug", "custom"] and len(parts) == 4 and parts[2] in POLICIES:
         return field_facts(POLICIES[parts[2]].Params, parts[3])
-    return field_facts(RunConfig, dotted)
+    return field_facts(RunConfig, ".".join(parts))

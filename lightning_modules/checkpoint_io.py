@@ -8,26 +8,58 @@ checkpoint that needs more is refused, naming the file and the objects it asks f
 (``classreg fit``, ``classreg transfer``; never a config key, which a shared preset could set) loads it
 with full unpickling for a user who trusts whoever wrote it.
 
-Lightning's own save stages the file in the system temporary folder and copies it over the old one, which a
-full disk leaves cut short; here it is written next to its name and renamed (``atomic_write``).
+Lightning's ``TorchCheckpointIO`` writes through an fsspec transaction: the checkpoint goes to a file in the
+system's temporary folder, then ``shutil.move``s to the run folder. Where those are different filesystems (node-
+local ``/tmp``, run folders on NFS or Lustre: the usual cluster) the move is a copy over the old file, so a job
+killed during it (the time limit's SIGKILL while the requeue handler saves, Lightning #21406; the OOM killer)
+or a full disk leaves ``last.ckpt`` cut short and the previous good checkpoint gone. Here the checkpoint is
+written next to its target under one fixed name (``.<name>.partial``: a save killed earlier is overwritten, not
+piled up, and the name does not read as one of Lightning's ``hpc_ckpt_<n>`` versions), flushed to disk, then
+renamed over it: a restart sees the old checkpoint or the new one, never half of one.
 """
 
 from __future__ import annotations
 
 import os
 import pickle
+from pathlib import Path
 from typing import Any, Callable, Optional
 
 import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 
-from datamodules.configkit import ClassregError, atomic_write
+from datamodules.configkit import ClassregError
 
 TRUST_FLAG = "--trust-checkpoints"
 
 
 class CheckpointError(ClassregError):
     """A checkpoint cannot be read safely; the message names it and the fix."""
+
+
+def partial_path(path: str | os.PathLike) -> Path:
+    path = Path(path)
+    return path.with_name(f".{path.name}.partial")
+
+
+def save_atomically(checkpoint: dict[str, Any], path: str | os.PathLike) -> None:
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = partial_path(target)
+    try:
+        with open(partial, "wb") as fh:
+            torch.save(checkpoint, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(partial, target)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    fd = os.open(target.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)  # the rename itself survives a crash of the node
+    finally:
+        os.close(fd)
 
 
 def _needs_unpickling(path, found: list[str]) -> CheckpointError:
@@ -91,7 +123,7 @@ class SafeCheckpointIO(TorchCheckpointIO):
     def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Optional[Any] = None) -> None:
         if storage_options is not None or "://" in str(path):
             return super().save_checkpoint(checkpoint, path, storage_options)
-        atomic_write(path, lambda fh: torch.save(checkpoint, fh))
+        save_atomically(checkpoint, path)
 
     def load_checkpoint(self, path, map_location=lambda storage, loc: storage, weights_only=None) -> dict[str, Any]:
         return load_checkpoint(path, self.trust, map_location)

@@ -39,6 +39,12 @@ class TrainerConfig:
         False, help="`torch.compile` the module (CPU too; the first steps are slow while it compiles)"
     )
     compile_backend: str = choice("inductor", ["inductor", "aot_eager", "cudagraphs"], help="`torch.compile(backend=)`")
+    requeue_signal: str = choice(
+        "USR1",
+        ["USR1", "USR2"],
+        help="under SLURM: the signal (sbatch `--signal=<sig>@<seconds>`) at which Lightning saves an hpc checkpoint "
+        "and requeues the job; set by `resources.requeue_signal` in a sweep",
+    )
 
 
 def build_trainer(
@@ -54,11 +60,19 @@ def build_trainer(
     """A ``pl.Trainer``; ``precision``, ``cudnn_benchmark``: what the run really gets (see runtime.py).
 
     Checkpoints are loaded as tensors and plain values only, unless ``trust_checkpoints`` (checkpoint_io.py)."""
+    import signal
+
     import pytorch_lightning as pl
     from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
     from pytorch_lightning.loggers import CSVLogger
+    from pytorch_lightning.plugins.environments import SLURMEnvironment
 
     from lightning_modules.checkpoint_io import SafeCheckpointIO
+
+    # loads as tensors and plain values only; an interrupted save never replaces the previous checkpoint
+    plugins = [SafeCheckpointIO(trust=trust_checkpoints)]
+    if SLURMEnvironment.detect():
+        plugins.append(SLURMEnvironment(requeue_signal=getattr(signal, f"SIG{t.requeue_signal}")))
 
     run_dir = Path(run_dir)
     best = ModelCheckpoint(
@@ -69,9 +83,11 @@ def build_trainer(
         save_top_k=1,
         auto_insert_metric_name=False,
     )
-    # Lightning 2.6 writes save_last's last.ckpt only when the best checkpoint changes: a callback of its own
-    # keeps checkpoints/last.ckpt the latest model (what resuming and `transfer checkpoint=last` read).
-    last = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", enable_version_counter=False)
+    # checkpoints/last.ckpt after every validation, what a restart resumes from (launch/resume.py). Not
+    # `save_last=True`: since Lightning 2.6 that writes last.ckpt only when the best checkpoint changes.
+    last = ModelCheckpoint(
+        dirpath=run_dir / "checkpoints", filename="last", monitor=None, save_top_k=1, enable_version_counter=False
+    )
     if t.progress_bar:
         callbacks = [*callbacks, TQDMProgressBar(refresh_rate=10)]
     return pl.Trainer(
@@ -93,7 +109,7 @@ def build_trainer(
         enable_model_summary=False,
         logger=[CSVLogger(run_dir, name="logs", version=""), *loggers],
         callbacks=[best, last, LearningRateMonitor("step"), *callbacks],
-        plugins=[SafeCheckpointIO(trust=trust_checkpoints)],
+        plugins=plugins,
     )
 
 

@@ -6,6 +6,7 @@
 # Env knobs: LOCAL_SLURM_BASE (${TMPDIR:-/tmp}/local-slurm)   LOCAL_SLURM_NODES (1; >1 = fake nodes n1..nN)
 #            LOCAL_SLURM_CPUS (nproc, per node)   LOCAL_SLURM_CTLD_PORT (6817)   LOCAL_SLURM_SLURMD_PORT (6818)
 #            LOCAL_SLURM_CRED_EXPIRE (10 s; also the wait before a requeued job may restart)
+#            LOCAL_SLURM_MAX_ARRAY_SIZE (SLURM's default, 1001: array task ids stay below it)
 # Prints "export SLURM_CONF=..." on success. Re-running stops the previous instance (pid files) and
 # starts from a clean state.
 set -euo pipefail
@@ -17,6 +18,7 @@ CTLD_PORT=${LOCAL_SLURM_CTLD_PORT:-6817}
 SLURMD_PORT=${LOCAL_SLURM_SLURMD_PORT:-6818}
 CRED_EXPIRE=${LOCAL_SLURM_CRED_EXPIRE:-10}
 TIMEOUT=${LOCAL_SLURM_TIMEOUT:-60}
+MAX_ARRAY_SIZE=${LOCAL_SLURM_MAX_ARRAY_SIZE:-1001}
 HOST=$(hostname -s)
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 t_start=$(date +%s.%N)
@@ -104,6 +106,7 @@ SelectType=select/cons_tres
 SelectTypeParameters=CR_CPU
 ReturnToService=2
 JobRequeue=1
+MaxArraySize=${MAX_ARRAY_SIZE}
 # short timers for tests
 KillWait=5
 MinJobAge=600

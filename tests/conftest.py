@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -48,19 +49,17 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def slurm_cluster():
-    """A real single-node SLURM cluster (slurm/start_local_cluster.sh) for this test session.
-
-    Yields its environment (SLURM_CONF, exported into os.environ too); stopped at the end by its pid files.
-    Each test keeps its own sweep folders: job ids restart at 1 on every fresh cluster."""
+@contextlib.contextmanager
+def local_slurm_cluster(**knobs: str):
+    """A real single-node SLURM cluster (slurm/start_local_cluster.sh) on free ports; ``knobs``: more
+    LOCAL_SLURM_* settings. Yields its environment (SLURM_CONF, exported into os.environ too while it runs);
+    stopped at the end by its pid files."""
     import shutil
     import subprocess
+    import tempfile
 
     if shutil.which("slurmctld") is None and not Path("/usr/sbin/slurmctld").exists():
         pytest.fail("SLURM is not installed: run `make slurm` as root (Debian package slurm-wlm)")
-    import tempfile
-
     # not under pytest's 0700 tmp folders: munged wants o+x on every folder above its socket
     base = Path(tempfile.mkdtemp(prefix="classreg-slurm-"))
     base.chmod(0o755)
@@ -73,6 +72,7 @@ def slurm_cluster():
         "LOCAL_SLURM_CPUS": "2",
         "LOCAL_SLURM_CRED_EXPIRE": "5",
         "PATH": os.environ.get("PATH", "") + ":/usr/sbin",
+        **{f"LOCAL_SLURM_{k.upper()}": v for k, v in knobs.items()},
     }
     started = subprocess.run(
         ["bash", str(REPO / "slurm" / "start_local_cluster.sh")], env=env, capture_output=True, text=True, timeout=120
@@ -94,3 +94,12 @@ def slurm_cluster():
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster():
+    """A real single-node SLURM cluster for this test session (``local_slurm_cluster``).
+
+    Each test keeps its own sweep folders: job ids restart at 1 on every fresh cluster."""
+    with local_slurm_cluster() as cluster:
+        yield cluster

@@ -31,6 +31,7 @@ def write_spec(
     epochs: int = 1,
     extra: tuple[str, ...] = (),
     throttle: int = 2,
+    resources: dict | None = None,
 ) -> Path:
     spec = {
         "name": name,
@@ -38,7 +39,7 @@ def write_spec(
         "overrides": [f"data.root={shards}", f"trainer.max_epochs={epochs}", *TINY, *extra],
         "axes": axes,
         "seeds": list(seeds),
-        "resources": {"cpus_per_task": 1, "mem": "500M", "time": "00:10:00", "throttle": throttle},
+        "resources": {"cpus_per_task": 1, "mem": "500M", "time": "00:10:00", "throttle": throttle, **(resources or {})},
     }
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
     return path

@@ -168,7 +168,8 @@ def test_status_shows_states_progress_and_failures(tmp_path, capsys):
     spec = write_spec(tmp_path / "s.yaml", tmp_path, "st", {"product": {"optim.lr": [0.1, 0.05, 0.02]}}, epochs=5)
     sweep, _, _ = materialise(spec, tmp_path / "sweep")
     done, failed, running = sweep.point_dirs()
-    log = tmp_path / "7_1.out"
+    log = sweep.dir / "logs" / "7_1.out"  # status shows the end of logs inside the sweep folder only
+    log.parent.mkdir()
     log.write_text("epoch 0\nTraceback (most recent call last):\nRuntimeError: CUDA out of memory\n")
     (running / "metrics.json").write_text(json.dumps({"last": {"epoch": 2, "accuracy": 0.4}}))
     transition(done, "done", result={"epoch": 4, "accuracy": 0.9})
@@ -194,7 +195,8 @@ def test_status_shows_states_progress_and_failures(tmp_path, capsys):
 
 def test_submit_without_slurm_says_so(tmp_path, capsys, monkeypatch):
     spec = write_spec(tmp_path / "s.yaml", tmp_path, "noslurm", {"product": {"optim.lr": [0.1]}})
-    monkeypatch.setenv("PATH", str(tmp_path))  # no sbatch/squeue on PATH
+    monkeypatch.setenv("PATH", str(tmp_path))  # no scontrol/sbatch/squeue on PATH
     assert main(["sweep", "submit", str(spec), "--dir", str(tmp_path / "sweep")]) == 2
     err = capsys.readouterr().err
-    assert "`squeue` is not on PATH" in err and "sweep run DIR --local" in err
+    assert "`scontrol` is not on PATH" in err and "sweep run DIR --local" in err
+    assert not (tmp_path / "sweep").exists()  # asked before anything was written

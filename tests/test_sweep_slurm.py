@@ -70,7 +70,10 @@ def test_six_point_sweep_runs_as_one_job_array(slurm_cluster, cifar_shards, tmp_
     assert len(_job_array_lines(sweep_dir)) == 1
 
 
-def test_preempted_point_requeues_and_resumes_from_hpc_checkpoint(slurm_cluster, cifar_shards, tmp_path):
+# NCCL and some launchers take SIGUSR1 (submitit moved to SIGUSR2, Lightning #14610): the requeue signal is a
+# resource, told to both sbatch (--signal) and Lightning (SLURMEnvironment), and each works end to end.
+@pytest.mark.parametrize("sig", ["USR1", "USR2"])
+def test_preempted_point_requeues_and_resumes_from_hpc_checkpoint(slurm_cluster, cifar_shards, tmp_path, sig):
     spec = write_spec(
         tmp_path / "pre.yaml",
         cifar_shards,
@@ -78,15 +81,17 @@ def test_preempted_point_requeues_and_resumes_from_hpc_checkpoint(slurm_cluster,
         {"product": {"optim.lr": [0.1]}},
         epochs=4,
         extra=("trainer.limit_train_batches=4",),
+        resources={"requeue_signal": sig},
     )
     sweep_dir = tmp_path / "sweep"
     assert main(["sweep", "submit", str(spec), "--dir", str(sweep_dir)]) == 0
+    assert f"#SBATCH --signal={sig}@90" in (sweep_dir / "submissions" / "001.sbatch").read_text()
     ((pid, _),) = statuses(sweep_dir).items()
     run = sweep_dir / "points" / pid
     job = wait_for(lambda: statuses(sweep_dir)[pid].get("job_id"), 30, "the point to be queued")
-    # SIGUSR1 once the first epoch is validated (Lightning's handler is installed by then)
+    # the signal once the first epoch is validated (Lightning's handler is installed by then)
     wait_for(lambda: (run / "metrics.json").exists(), 300, "epoch 0 to finish", sweep_dir, poll=0.2)
-    subprocess.run(["scancel", "--signal=USR1", job], check=True)
+    subprocess.run(["scancel", f"--signal={sig}", job], check=True)
 
     wait_for(lambda: statuses(sweep_dir)[pid]["state"] in ("done", "failed"), 600, "the point to finish", sweep_dir)
     status = statuses(sweep_dir)[pid]
@@ -106,6 +111,7 @@ def test_preempted_point_requeues_and_resumes_from_hpc_checkpoint(slurm_cluster,
     assert read_record(run)[-1] == {**read_record(run)[-1], "event": "end", "epoch": 4, "complete": True}
     log = (sweep_dir / "logs" / f"{job}.out").read_text()  # one log, appended across the requeue
     assert "restart 0" in log and "restart 1" in log
+    assert f"Handling auto-requeue signal: {getattr(signal, 'SIG' + sig).value}" in log
     assert f"Requeued SLURM job: {job}" in log  # the array task, not the whole array (Lightning #15022)
     metrics = json.loads((run / "metrics.json").read_text())
     assert [h["epoch"] for h in metrics["history"]] == [0, 1, 2, 3]

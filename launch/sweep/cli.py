@@ -34,29 +34,37 @@ def _cmd_plan(a) -> int:
     return 0
 
 
-def _submit_and_report(sweep, dry_run: bool, hold: bool = False) -> int:
+def _submit_and_report(sweep, dry_run: bool, hold: bool = False, max_array_size=None) -> int:
     from launch.sweep.submit import submit
 
-    job, ids = submit(sweep, dry_run=dry_run, hold=hold)
+    arrays, ids = submit(sweep, dry_run=dry_run, hold=hold, max_array_size=max_array_size)
     if not ids:
         print("nothing to submit: every point is done, queued or running")
     elif dry_run:
         print(f"dry run: would submit {len(ids)} points; script in {sweep.dir / 'submissions'}")
     else:
+        what = f"job array {arrays[0]}" if len(arrays) == 1 else f"{len(arrays)} job arrays ({', '.join(arrays)})"
         print(
-            f"submitted job array {job} with {len(ids)} points (`classreg sweep status {sweep.dir}`)"
-            + (f"; held: `scontrol release {job}` starts it" if hold else "")
+            f"submitted {what} with {len(ids)} points (`classreg sweep status {sweep.dir}`)"
+            + (
+                f"; held: `scontrol release {','.join(arrays)}` starts {'it' if len(arrays) == 1 else 'them'}"
+                if hold
+                else ""
+            )
         )
     return 0
 
 
 def _cmd_submit(a) -> int:
-    from launch.sweep.folder import materialise
+    from launch.sweep.folder import prepare
     from launch.sweep.spec import locate_spec
+    from launch.sweep.submit import array_limit
 
-    sweep, new, total = materialise(locate_spec(a.spec), a.dir)
+    prepared = prepare(locate_spec(a.spec), a.dir)
+    limit = array_limit(a.dry_run)  # SLURM answers (and says how large an array may be) before anything is written
+    sweep, new, total = prepared.write()
     print(f"sweep {sweep.name} in {sweep.dir}: {total} points ({new} new)")
-    return _submit_and_report(sweep, a.dry_run, a.hold)
+    return _submit_and_report(sweep, a.dry_run, a.hold, max_array_size=limit)
 
 
 def _cmd_resume(a) -> int:
@@ -133,7 +141,7 @@ def add_sweep_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_plan)
 
-    p = ssub.add_parser("submit", help="create the sweep folder and submit one SLURM job array")
+    p = ssub.add_parser("submit", help="create the sweep folder and submit its points as SLURM job arrays")
     p.add_argument("spec", help="sweep spec: a YAML file or a packaged spec's name")
     p.add_argument("--dir", required=True, help="sweep folder (one sub-folder per point)")
     p.add_argument("--dry-run", action="store_true", help="write the folders and the sbatch script, do not submit")

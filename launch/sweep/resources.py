@@ -4,6 +4,9 @@ The job runs ``#SBATCH --nodes=<nodes> --ntasks-per-node=<tasks_per_node>`` and 
 ``num_nodes=<nodes> devices=<tasks_per_node>`` (Lightning refuses anything else under SLURM). Settings that
 contradict the resources would fail, or silently change the global batch and the scaled lr, only once the job
 has waited in the queue; this module refuses them before anything is queued.
+
+Every string here ends up in an ``#SBATCH`` line of the job-array script, so each one is checked against what
+sbatch accepts for it (sweep specs come from colleagues and strangers): nothing can leave its line.
 """
 
 from __future__ import annotations
@@ -14,7 +17,74 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from datamodules.configkit import ConfigError, bounded, setting
+from datamodules.configkit import ConfigError, bounded, choice, setting
+
+# sbatch --time: minutes, MM:SS, HH:MM:SS, D-HH, D-HH:MM, D-HH:MM:SS (and no limit at all)
+TIME = re.compile(r"\d+(:\d+){0,2}|\d+-\d+(:\d+){0,2}|INFINITE|UNLIMITED")
+MEM = re.compile(r"\d+([KMGT]B?)?", re.I)
+NAME = re.compile(r"[A-Za-z0-9_.,:-]+")  # partition, account, qos (a partition may be a comma list)
+OPTION = re.compile(r"--([a-z][a-z0-9-]*)(=([A-Za-z0-9_.,:@%+=/&|!*\[\]-]+))?")
+# Options the job-array script sets itself (from these resources or for the sweep's bookkeeping), and
+# options that move its files or change what runs: refused in extra_sbatch, with the key to use instead.
+# sbatch takes any unambiguous prefix of a long option (`--out` is `--output`), so prefixes are refused too.
+OWN_OPTIONS = {
+    "array": "the sweep sets it (one task per point; resources.throttle)",
+    "job-name": "the sweep sets it (its name in sweep.json)",
+    "output": "the sweep's logs/ folder holds every task's log",
+    "error": "the sweep's logs/ folder holds every task's log",
+    "input": "array tasks read no input",
+    "open-mode": "the sweep appends to each log across requeues",
+    "requeue": "the sweep requeues preempted points",
+    "no-requeue": "the sweep requeues preempted points",
+    "signal": "use resources.requeue_signal and resources.signal_seconds",
+    "nodes": "use resources.nodes",
+    "ntasks-per-node": "use resources.tasks_per_node",
+    "ntasks": "use resources.nodes and resources.tasks_per_node",
+    "cpus-per-task": "use resources.cpus_per_task",
+    "mem": "use resources.mem",
+    "time": "use resources.time",
+    "gpus-per-node": "use resources.gpus_per_node",
+    "gpus": "use resources.gpus_per_node",
+    "partition": "use resources.partition",
+    "account": "use resources.account",
+    "qos": "use resources.qos",
+    "chdir": "array tasks run from where the sweep was submitted",
+    "export": "the sweep passes the submitting environment",
+    "export-file": "the sweep passes the submitting environment",
+    "get-user-env": "the sweep passes the submitting environment",
+    "wrap": "the sweep's script is the job",
+    "container": "the sweep's script is the job",
+    "bb": "the sweep's script is the job",
+    "bbf": "the sweep's script is the job",
+    "uid": "jobs run as the submitting user",
+    "gid": "jobs run as the submitting user",
+}
+
+
+def _no_control(key: str, value: str) -> None:
+    bad = next((c for c in value if ord(c) < 32 or ord(c) == 127), None)
+    if bad is not None:
+        raise ConfigError(
+            f"bad value for resources.{key}: {value!r} contains the control character {bad!r}; "
+            "every resource is one line of the job script: remove it"
+        )
+
+
+def check_extra_sbatch(entry: str) -> None:
+    _no_control("extra_sbatch", entry)
+    m = OPTION.fullmatch(entry)
+    if not m:
+        raise ConfigError(
+            f"resources.extra_sbatch entry {entry!r} must be an sbatch long option, '--option' or '--option=value', "
+            "the value of letters, digits and _.,:@%+=/&|!*[]- (e.g. '--constraint=volta32gb', '--exclusive')"
+        )
+    name = m.group(1)
+    own = next((o for o in OWN_OPTIONS if o.startswith(name)), None)
+    if own:
+        raise ConfigError(
+            f"resources.extra_sbatch entry {entry!r} sets sbatch's --{own}, which a sweep sets itself: "
+            f"{OWN_OPTIONS[own]}; remove the entry"
+        )
 
 
 @dataclass
@@ -23,30 +93,63 @@ class Resources:
     tasks_per_node: int = bounded(1, 1, help="`--ntasks-per-node`, one task per GPU; sets `trainer.devices`")
     gpus_per_node: int = bounded(0, 0, help="`--gpus-per-node`; 0: CPU-only points, else equal to `tasks_per_node`")
     cpus_per_task: int = bounded(4, 1, help="`--cpus-per-task`")
-    mem: str = setting("16G", help="`--mem` per node, sbatch syntax (e.g. 32G, 4000M)")
-    time: str = setting("24:00:00", help="`--time` per job, sbatch syntax")
-    partition: str = setting("", help="`--partition`, when set")
-    account: str = setting("", help="`--account`, when set")
-    qos: str = setting("", help="`--qos`, when set")
-    throttle: int = bounded(16, 1, help="array tasks running at once (`--array=0-N%throttle`)")
-    signal_seconds: int = bounded(90, 1, help="SIGUSR1 (checkpoint and requeue) this long before the time limit")
+    mem: str = setting("16G", help="`--mem` per node: a number with an optional K, M, G or T (e.g. 32G, 4000M)")
+    time: str = setting(
+        "24:00:00",
+        help="`--time` per job: minutes, MM:SS, HH:MM:SS, D-HH, D-HH:MM or D-HH:MM:SS (or INFINITE)",
+    )
+    partition: str = setting("", help="`--partition`, when set: letters, digits and `_.,:-`")
+    account: str = setting("", help="`--account`, when set: letters, digits and `_.,:-`")
+    qos: str = setting("", help="`--qos`, when set: letters, digits and `_.,:-`")
+    throttle: int = bounded(
+        16, 1, help="array tasks of the sweep running at once (`--array=0-N%throttle`, shared across its arrays)"
+    )
+    requeue_signal: str = choice(
+        "USR1",
+        ["USR1", "USR2"],
+        help="the signal (`--signal`) at which a point saves a checkpoint and requeues; sets "
+        "`trainer.requeue_signal`. USR2 where NCCL or a launcher takes USR1",
+    )
+    signal_seconds: int = bounded(90, 1, help="send `requeue_signal` this long before the time limit")
     extra_sbatch: list[str] = setting(
-        default_factory=list, help='more sbatch options, e.g. `["--constraint=volta32gb"]`'
+        default_factory=list,
+        help='more sbatch long options, `--option` or `--option=value`, e.g. `["--constraint=volta32gb"]`; '
+        "not those the sweep sets itself",
     )
 
     def validate(self) -> None:
-        for line in self.extra_sbatch:
-            if not line.startswith("--"):
-                raise ConfigError(f"resources.extra_sbatch entry {line!r} must be an sbatch option like '--qos=high'")
-        if not re.fullmatch(r"\d+([KMGT]B?)?", self.mem, re.I):
+        for key in ("mem", "time", "partition", "account", "qos"):
+            _no_control(key, getattr(self, key))
+        for entry in self.extra_sbatch:
+            check_extra_sbatch(entry)
+        if not MEM.fullmatch(self.mem):
             raise ConfigError(f"bad value for resources.mem: {self.mem!r}. Use sbatch syntax, e.g. 32G or 4000M.")
+        if not TIME.fullmatch(self.time):
+            raise ConfigError(
+                f"bad value for resources.time: {self.time!r}. Use one of sbatch's forms: minutes, MM:SS, HH:MM:SS, "
+                "D-HH, D-HH:MM or D-HH:MM:SS (e.g. '04:00:00', '2-00:00:00')."
+            )
+        for key in ("partition", "account", "qos"):
+            value = getattr(self, key)
+            if value and not NAME.fullmatch(value):
+                bad = next(c for c in value if not NAME.fullmatch(c))
+                raise ConfigError(
+                    f"bad value for resources.{key}: {value!r} contains {bad!r}; SLURM names are letters, "
+                    "digits and _.,:-"
+                )
 
 
-PLACED = {"trainer.num_nodes": ("nodes", "--nodes"), "trainer.devices": ("tasks_per_node", "--ntasks-per-node")}
+PLACED = {
+    "trainer.num_nodes": ("nodes", "--nodes"),
+    "trainer.devices": ("tasks_per_node", "--ntasks-per-node"),
+    "trainer.requeue_signal": ("requeue_signal", "--signal"),
+}
 
 
-def _explicit(base_path: Path, overrides: list[str]) -> dict[str, tuple[int, str]]:
-    """trainer.num_nodes / trainer.devices as written in the base config or the spec's overrides."""
+def _explicit(base_path: Path, overrides: list[str]) -> dict[str, tuple[object, str]]:
+    """The trainer keys set from the resources, as written in the base config or the spec's overrides."""
+    from launch.config import canonical_key
+
     found = {}
     base = OmegaConf.load(base_path)
     for key in PLACED:
@@ -54,7 +157,7 @@ def _explicit(base_path: Path, overrides: list[str]) -> dict[str, tuple[int, str
         if value is not None:
             found[key] = (value, f"base config {base_path}")
     for item in overrides:
-        key = item.partition("=")[0].strip()
+        key = canonical_key(item.partition("=")[0].strip())
         if key in PLACED:
             found[key] = (OmegaConf.select(OmegaConf.from_dotlist([item]), key), "the spec's overrides")
     return found
@@ -70,8 +173,8 @@ def check_resources(spec, spec_path, base_path: Path, points: list) -> None:
         if value != want:
             raise ConfigError(
                 f"{where}: {source} sets {key}={value} but resources.{field}={want}. Each point runs with "
-                f"{key} = resources.{field} (#SBATCH {sbatch}={want}), which sets the global batch and the scaled "
-                f"lr: set resources.{field}: {value}, or drop {key} from {source}."
+                f"{key} = resources.{field} (#SBATCH {sbatch}), so that the job script and the run agree: "
+                f"set resources.{field}: {value}, or drop {key} from {source}."
             )
     if r.gpus_per_node and r.tasks_per_node != r.gpus_per_node:
         raise ConfigError(

@@ -9,15 +9,15 @@ local process).
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
-
-from filelock import FileLock
+from typing import Callable, Iterator, Optional
 
 from datamodules.configkit import atomic_write_text
 
@@ -26,8 +26,29 @@ ACTIVE = ("queued", "running")
 STATUS = "status.json"
 
 
-def point_lock(point_dir: str | os.PathLike) -> FileLock:
-    return FileLock(str(Path(point_dir) / ".status.lock"), timeout=60)
+class LockTimeout(TimeoutError):
+    pass
+
+
+@contextlib.contextmanager
+def point_lock(point_dir: str | os.PathLike, timeout: float = 60) -> Iterator[None]:
+    """The point's status lock: an flock on ``.status.lock``, the lock filelock's FileLock takes (and the sweep
+    lock is), taken directly: FileLock costs ~0.3 ms of CPU a time, flock 7 us, and a submit, resume or cancel
+    of a large sweep takes one per point."""
+    fd = os.open(os.path.join(point_dir, ".status.lock"), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise LockTimeout(f"{point_dir}: its status is locked for more than {timeout:g} s") from None
+                time.sleep(0.005)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def read_status(point_dir: str | os.PathLike) -> dict:
@@ -52,6 +73,34 @@ def new_status(point_id: str, index: int, params: dict, max_epochs: int) -> dict
         "result": None,
         "history": [{"state": "pending", "time": time.time()}],
     }
+
+
+_OPTIONAL_TEXT = (str, type(None))
+
+
+def valid_status(status: object, point_id: str) -> bool:
+    """The shape of a status file this module writes (the status and report code read these keys)."""
+    if type(status) is not dict or status.get("id") != point_id or status.get("state") not in STATES:
+        return False
+    owner = status.get("owner")
+    return (
+        type(status.get("index")) is int
+        and type(status.get("params")) is dict
+        and type(status.get("history")) is list
+        and isinstance(status.get("log"), _OPTIONAL_TEXT)
+        and isinstance(status.get("reason"), _OPTIONAL_TEXT)
+        and isinstance(status.get("job_id"), _OPTIONAL_TEXT)
+        and isinstance(status.get("result"), (dict, type(None)))
+        and (owner is None or _valid_owner(owner))
+    )
+
+
+def _valid_owner(owner: object) -> bool:
+    if not isinstance(owner, dict):
+        return False
+    if owner.get("kind") == "local":
+        return isinstance(owner.get("host"), str) and type(owner.get("pid")) is int
+    return owner.get("kind") == "slurm" and isinstance(owner.get("job_id"), _OPTIONAL_TEXT)
 
 
 def _apply(status: dict, state: str, **fields) -> dict:

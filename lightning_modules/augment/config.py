@@ -9,7 +9,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from datamodules.configkit import ConfigError, merge, setting, validate
+from datamodules.configkit import ConfigError, did_you_mean, merge, setting, validate
 from lightning_modules.augment.builtin import ColorJitterParams, FlipParams, PadCropParams, RRCParams
 from lightning_modules.augment.registry import check_policy_names
 
@@ -56,3 +56,17 @@ class AugConfig:
         except ConfigError as e:
             raise ConfigError(f"{where}: {e}") from None
         return obj
+
+
+def class_index(key, class_names: list[str]) -> int:
+    """A class_overrides key (a class name, or an index) -> the class index; ConfigError naming the valid ones."""
+    text = str(key)
+    if text in class_names:
+        return class_names.index(text)
+    if text.isdigit() and int(text) < len(class_names):
+        return int(text)
+    msg = f"aug.class_overrides: '{text}' is not a class of these shards." + did_you_mean(text, class_names)
+    shown = ", ".join(class_names[:50]) + (f", ... ({len(class_names)} in all)" if len(class_names) > 50 else "")
+    raise ConfigError(
+        f"{msg} Use a class name from classes.json or an index 0-{len(class_names) - 1}. Valid names: {shown}."
+    )

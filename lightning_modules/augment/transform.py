@@ -6,8 +6,8 @@ from typing import Callable
 
 from torchvision.transforms import v2
 
-from datamodules.configkit import ConfigError, did_you_mean
-from lightning_modules.augment.config import AugConfig
+from datamodules.configkit import ConfigError
+from lightning_modules.augment.config import AugConfig, class_index
 from lightning_modules.augment.evaluation import to_float_normalized
 from lightning_modules.augment.registry import build_policies
 
@@ -21,20 +21,6 @@ def compile_torchvision(aug: AugConfig, image_size: int, mean, std) -> v2.Compos
     for policy in policies:
         steps += policy.torchvision()
     return v2.Compose([*steps, to_float_normalized(mean, std)])
-
-
-def class_index(key, class_names: list[str]) -> int:
-    """A class_overrides key (a class name, or an index) -> the class index; ConfigError naming the valid ones."""
-    text = str(key)
-    if text in class_names:
-        return class_names.index(text)
-    if text.isdigit() and int(text) < len(class_names):
-        return int(text)
-    msg = f"aug.class_overrides: '{text}' is not a class of these shards." + did_you_mean(text, class_names)
-    shown = ", ".join(class_names[:50]) + (f", ... ({len(class_names)} in all)" if len(class_names) > 50 else "")
-    raise ConfigError(
-        f"{msg} Use a class name from classes.json or an index 0-{len(class_names) - 1}. Valid names: {shown}."
-    )
 
 
 class ClassConditionalTransform:
