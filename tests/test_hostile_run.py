@@ -346,14 +346,14 @@ HOSTILE_NAMES = ["$x_$", "[/x]", "<b>bold</b>", "Ünïcødé 猫"]
 def hostile_shards(cifar_tree, tmp_path_factory):
     """Real shards of 4 CIFAR classes named with a (broken) matplotlib math pair, rich markup, HTML, non-ASCII."""
     from datamodules.shards.writer import Item, write_dataset
-    from datamodules.sources.image_tree import encode_image_file, images_in
+    from datamodules.sources.image_tree import encode_image_file
 
     cifar = sorted(d.name for d in (cifar_tree / "train").iterdir())[:4]
     items = {
         split: [
             Item(f"{c}_{f.stem}", label, str(f), str(f))
             for label, c in enumerate(cifar)
-            for f in images_in(cifar_tree / split / c)[: 12 if split == "train" else 5]
+            for f in sorted((cifar_tree / split / c).glob("*.jpg"))[: 12 if split == "train" else 5]
         ]
         for split in ("train", "test")
     }

@@ -279,7 +279,7 @@ def test_class_conditional_keys_are_sweepable(tmp_path, cifar_shards, capsys):
     torch.manual_seed(0)
     checked = {True: 0, False: 0}
     for sample in wds.WebDataset(urls, shardshuffle=False, empty_check=False):
-        image, label = decode_sample(sample)
+        image, label = decode_sample(sample, len(FASHION))
         outs = [dm.train_transform(image, label) for _ in range(3)]
         same = torch.equal(outs[0], outs[1]) and torch.equal(outs[1], outs[2])
         assert same == (label in overridden), (label, sample["__key__"])

@@ -12,7 +12,7 @@ from lightning_modules.augment import AugConfig, ImageTransforms
 
 
 def stream_of(root, split, train, rank, world, workers, epoch=0, seed=0, batch=8, cls=ShardStream, **kw):
-    manifest, _ = read_manifest(root)
+    manifest, classes = read_manifest(root)
     info = manifest["splits"][split]
     return cls(
         [str(root / s["file"]) for s in info["shards"]],
@@ -20,6 +20,7 @@ def stream_of(root, split, train, rank, world, workers, epoch=0, seed=0, batch=8
         kw.pop("transform", None),
         batch,
         train=train,
+        num_classes=len(classes),
         shuffle_buffer=16 if train else 0,
         rank=rank,
         world_size=world,

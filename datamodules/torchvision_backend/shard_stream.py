@@ -113,6 +113,7 @@ class ShardStream(IterableDataset):
         transform: Callable,
         batch_size: int,
         train: bool,
+        num_classes: int,
         shuffle_buffer: int = 0,
         rank: int = 0,
         world_size: int = 1,
@@ -120,7 +121,6 @@ class ShardStream(IterableDataset):
         seed: int = 0,
         epoch: int = 0,
         keys: bool = False,
-        num_classes: int = 0,
         max_pixels: int = MAX_IMAGE_PIXELS,
     ):
         self.num_classes, self.max_pixels = num_classes, max_pixels  # every label and image is checked against them

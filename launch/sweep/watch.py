@@ -42,6 +42,7 @@ class _OnePoint:
 
     point: str
     status: dict
+    dir: str
 
     def statuses(self, as_paths: bool = False):
         return [(self.point, self.status)]
@@ -96,7 +97,7 @@ class WatchedSweep(Sweep):
             )
             hit = self._rows.get(point)
             if hit is None or hit[0] != key:
-                [row] = status_rows(_OnePoint(point, status), queued)
+                [row] = status_rows(_OnePoint(point, status, self.dir), queued)
                 hit = self._rows[point] = (key, row)
             out.append(dict(hit[1]))
         return out
