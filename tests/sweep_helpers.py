@@ -9,12 +9,15 @@ from pathlib import Path
 
 import yaml
 
-TINY = [
+SMALL_RESNET = [  # a small ResNet on the 32 px test images, decoded in the training process
     "model.arch=resnet20",
     "data.image_size=32",
     "data.batch_size=32",
     "data.num_workers=0",
     "trainer.progress_bar=false",
+]
+TINY = [
+    *SMALL_RESNET,
     "trainer.limit_val_batches=1",
     # A requeued task restarts while the killed one's W&B service may still hold the run id on this
     # one-machine cluster ("run ID in use"); W&B resume is tested in tests/test_wandb_offline.py.

@@ -4,16 +4,12 @@ import json
 import re
 
 import pytest
-from sweep_helpers import statuses, write_spec
+from sweep_helpers import SMALL_RESNET, statuses, write_spec
 
 from launch.cli import main
 
 TINY = [
-    "model.arch=resnet20",
-    "data.image_size=32",
-    "data.batch_size=32",
-    "data.num_workers=0",
-    "trainer.progress_bar=false",
+    *SMALL_RESNET,
     "trainer.max_epochs=2",
     "logger.wandb=false",
 ]

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from sweep_helpers import SMALL_RESNET
 
 from datamodules.configkit import atomic_write_text
 from launch.cli import main
@@ -27,11 +28,7 @@ from tests.synthetic_runs import write_run
 REPO = Path(__file__).resolve().parent.parent
 PRESET = str(REPO / "configs" / "fashion_mnist_demo.yaml")
 TINY = [
-    "model.arch=resnet20",
-    "data.image_size=32",
-    "data.batch_size=32",
-    "data.num_workers=0",
-    "trainer.progress_bar=false",
+    *SMALL_RESNET,
     "trainer.limit_val_batches=1",
     "trainer.limit_train_batches=2",
     "trainer.max_epochs=1",
