@@ -284,6 +284,7 @@ def test_a_running_sweep_watched_reported_to_wandb_and_synced(slurm_cluster, cif
     assert record["run_id"] == expected_id and record["mode"] == "offline" and record["revision"] == 1
     assert f"W&B: report run {expected_id} in group 'mon' (offline: WANDB_MODE=offline)" in r.stderr
     assert f"`classreg sweep sync {sweep_dir.resolve()}`" in r.stderr
+    assert "wandb: " not in r.stdout + r.stderr  # classreg's two W&B lines, not wandb's own console summary
     parts = wandb_files(report_dir)
     assert len(parts) == 2  # the report while running, then finished: two offline parts of one run
     points = statuses(sweep_dir)

@@ -98,6 +98,7 @@ def log_report(
         mode=mode,
         dir=str(out_dir),
         config={"report": asdict(options), "varying_keys": study.keys, "settings": study.labels},
+        settings=wandb.Settings(silent=True),  # the two W&B lines printed here say where the run is
     )
     try:
         run.notes = report.headline  # a resumed run keeps its old notes otherwise
