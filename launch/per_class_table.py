@@ -15,7 +15,11 @@ from lightning_modules.metrics.results_files import read_per_class_csv
 @rank_zero_only  # after a DDP fit every rank returns here; the table is printed once
 def print_per_class(run_dir: str | Path, console: Console | None = None, highlight: int = 3) -> None:
     console = console or Console()
-    rows = read_per_class_csv(Path(run_dir) / "per_class.csv")
+    results = Path(run_dir) / "per_class.csv"
+    if not results.is_file():  # e.g. trainer.check_val_every_n_epoch above trainer.max_epochs
+        console.print(f"no validation ran, so no per-class table: {escape(str(results))} was not written")
+        return
+    rows = read_per_class_csv(results)
     last_epoch = max(int(r["epoch"]) for r in rows)
     rows = [r for r in rows if int(r["epoch"]) == last_epoch and r["accuracy"]]
     ranked = sorted(rows, key=lambda r: float(r["accuracy"]))

@@ -107,3 +107,15 @@ def test_last_checkpoint_is_the_final_model_when_validation_stops_improving(cifa
     assert history[-1]["accuracy"] <= max(h["accuracy"] for h in history[:-1])  # no new best at the end
     last = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
     assert (last["epoch"], last["global_step"]) == (2, 6)  # the model after the last epoch, not the best one
+
+
+def test_a_fit_without_a_validation_says_so_instead_of_a_traceback(cifar_shards, tmp_path, capsys):
+    args = [
+        *("fit", "-c", "configs/cifar10_resnet18.yaml", f"data.root={cifar_shards}", f"out_dir={tmp_path}"),
+        *("name=noval", "model.arch=resnet20", "data.image_size=32", "data.num_workers=0"),
+        *("trainer.max_epochs=1", "trainer.check_val_every_n_epoch=2", "trainer.limit_train_batches=1"),
+        *("trainer.progress_bar=false", "logger.wandb=false"),
+    ]
+    assert main(args) == 0
+    assert "no validation ran, so no per-class table" in " ".join(capsys.readouterr().out.split())
+    assert not (tmp_path / "noval" / "per_class.csv").exists()
