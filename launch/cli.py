@@ -30,7 +30,12 @@ def _cmd_shard(args) -> int:
         raise ShardError("`classreg shard SRC OUT` needs both SRC (an image-folder tree) and OUT")
     src, out = (None, args.paths[0]) if len(args.paths) == 1 else args.paths
     opts = dict(
-        shard_size=args.shard_size, seed=args.seed, workers=args.workers, overwrite=args.overwrite, verify=args.verify
+        shard_size=args.shard_size,
+        seed=args.seed,
+        workers=args.workers,
+        overwrite=args.overwrite,
+        verify=args.verify,
+        train_per_class=args.train_per_class,
     )
     if args.source_format == "fashion-mnist":
         from datamodules.sources.fashion_mnist import shard_fashion_mnist
@@ -40,6 +45,8 @@ def _cmd_shard(args) -> int:
         manifest = shard_image_tree(src, out, **opts)
     for split, info in manifest["splits"].items():
         print(f"{split}: {info['samples']} samples in {len(info['shards'])} shards, {len(info['skipped'])} skipped")
+        if "drawn_from" in info:
+            print(f"  {manifest['train_per_class']} per class, drawn from {info['drawn_from']} images")
         if info.get("excluded_not_in_train_classes"):
             print(f"  {info['excluded_not_in_train_classes']} images left out: their class is not a train/ folder")
         for bad in info["skipped"][:20]:
@@ -95,7 +102,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--from", dest="source_format", choices=["imagefolder", "fashion-mnist"], default="imagefolder")
     p.add_argument("--shard-size", type=int, default=1000, help="samples per shard (default 1000)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the shuffle across shards")
+    p.add_argument("--seed", type=int, default=0, help="seed of the shuffle across shards (and of --train-per-class)")
+    p.add_argument(
+        "--train-per-class",
+        type=int,
+        default=None,
+        metavar="N",
+        help="keep only N training images of every class (a fixed subset drawn with --seed, recorded in "
+        "manifest.json); validation and test splits stay whole",
+    )
     p.add_argument("--workers", type=int, default=None, help="encoding processes (default: all cores)")
     p.add_argument(
         "--overwrite",

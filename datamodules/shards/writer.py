@@ -3,7 +3,8 @@
 Samples are shuffled once (seeded), then cut into shards of ``shard_size`` planned inputs, so every shard is
 an independent job: shards are written in parallel processes, each staged in OUT/.partial/ and moved into
 place with its index, then recorded in OUT/.progress/. A run that is interrupted continues where it stopped
-(finished shards are not rewritten) and produces the same bytes as an uninterrupted one. The sources
+(finished shards are not rewritten) and produces the same bytes as an uninterrupted one. ``train_per_class``
+keeps a fixed, seeded subset of N training images per class (small-data experiments). The sources
 (image trees, Fashion-MNIST) are in datamodules/sources/.
 """
 
@@ -30,6 +31,7 @@ from datamodules.configkit import atomic_write_text
 from datamodules.shards.format import CLASSES, FORMAT, INDEX_VERSION, LABEL_EXT, MANIFEST, ShardError
 
 STAGING, PROGRESS = ".partial", ".progress"
+TRAIN_SPLIT = "train"  # the split that ``train_per_class`` subsamples; validation and test are kept whole
 
 
 @dataclass(frozen=True)
@@ -146,6 +148,27 @@ def plan_shards(
     ]
 
 
+def keep_per_class(items: list[Item], classes: list[str], per_class: int, seed: int) -> list[Item]:
+    """``per_class`` items of every class, drawn without replacement (seeded by ``seed`` and the class index),
+    kept in their source order: the same sources and seed give the same subset on every machine."""
+    if per_class < 1:
+        raise ShardError(f"--train-per-class must be >= 1, got {per_class}")
+    members: list[list[int]] = [[] for _ in classes]
+    for i, item in enumerate(items):
+        members[item.label].append(i)
+    short = [f"'{classes[c]}' ({len(m)})" for c, m in enumerate(members) if len(m) < per_class]
+    if short:
+        raise ShardError(
+            f"--train-per-class {per_class}: {len(short)} class(es) have fewer training images: "
+            f"{', '.join(short[:5])}{' ...' if len(short) > 5 else ''}; "
+            f"pass at most {min(len(m) for m in members)}"
+        )
+    keep: set[int] = set()
+    for c, m in enumerate(members):
+        keep.update(random.Random(f"{seed}-{TRAIN_SPLIT}-per-class-{c}").sample(m, per_class))
+    return [item for i, item in enumerate(items) if i in keep]
+
+
 def _plan_fingerprint(jobs_by_split: dict[str, list[ShardJob]], settings: dict) -> str:
     h = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
     for split, jobs in jobs_by_split.items():
@@ -215,7 +238,10 @@ def write_dataset(
     verify: bool = False,
     excluded: Optional[dict[str, list[str]]] = None,
     readable_names: Optional[list[str]] = None,
+    train_per_class: Optional[int] = None,
 ) -> dict:
+    """Shard ``items_by_split`` into ``out``; ``train_per_class``: keep only that many training images of every
+    class (a fixed, seeded subset, see ``keep_per_class``), the other splits whole."""
     out = Path(out)
     if (out / MANIFEST).exists() and not overwrite:
         raise ShardError(f"'{out}' already holds finished shards ({MANIFEST} exists); pass --overwrite to rewrite them")
@@ -223,6 +249,17 @@ def write_dataset(
         raise ShardError(f"--shard-size must be >= 1, got {shard_size}")
     workers = workers or default_workers()
     encode = functools.partial(encode, verify=verify)
+    drawn_from = None
+    if train_per_class is not None:
+        if TRAIN_SPLIT not in items_by_split:
+            raise ShardError(
+                f"--train-per-class needs a '{TRAIN_SPLIT}' split; the source has {sorted(items_by_split)}"
+            )
+        drawn_from = len(items_by_split[TRAIN_SPLIT])
+        items_by_split = {
+            **items_by_split,
+            TRAIN_SPLIT: keep_per_class(items_by_split[TRAIN_SPLIT], classes, train_per_class, seed),
+        }
     jobs = {
         split: plan_shards(out, split, items, len(classes), encode, shard_size, seed)
         for split, items in items_by_split.items()
@@ -234,6 +271,7 @@ def write_dataset(
         "shard_size": shard_size,
         "verify": verify,
         "classes": classes,
+        "train_per_class": train_per_class,
     }
     fingerprint = _plan_fingerprint(jobs, settings)
     plan_file = out / PROGRESS / "plan.json"
@@ -265,8 +303,12 @@ def write_dataset(
     }
     if readable_names:
         manifest["readable_names"] = readable_names
+    if train_per_class is not None:
+        manifest["train_per_class"] = train_per_class
     for split, split_jobs in jobs.items():
         manifest["splits"][split] = _split_summary(split_jobs, records, len(classes), (excluded or {}).get(split, []))
+    if drawn_from is not None:
+        manifest["splits"][TRAIN_SPLIT]["drawn_from"] = drawn_from  # source images before the per-class subset
     (out / STAGING).rmdir()
     atomic_write_text(out / CLASSES, json.dumps({str(i): c for i, c in enumerate(classes)}, indent=1))
     atomic_write_text(out / MANIFEST, json.dumps(manifest, indent=1))
