@@ -68,6 +68,7 @@ def _cmd_shard(args) -> int:
         overwrite=args.overwrite,
         verify=args.verify,
         max_pixels=MAX_IMAGE_PIXELS if args.max_pixels is None else args.max_pixels,
+        train_per_class=args.train_per_class,
     )
     if args.val_fraction:
         opts["val_fraction"] = args.val_fraction
@@ -79,6 +80,8 @@ def _cmd_shard(args) -> int:
         manifest = shard_image_tree(src, out, follow_symlinks=args.follow_symlinks, **opts)
     for split, info in manifest["splits"].items():
         print(f"{split}: {info['samples']} samples in {len(info['shards'])} shards, {len(info['skipped'])} skipped")
+        if "drawn_from" in info:
+            print(f"  {manifest['train_per_class']} per class, drawn from {info['drawn_from']} images")
         if info.get("excluded_not_in_train_classes"):
             print(f"  {info['excluded_not_in_train_classes']} images left out: their class is not a train/ folder")
         if info.get("hidden_skipped"):
@@ -183,7 +186,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--from", dest="source_format", choices=["imagefolder", "fashion-mnist"], default="imagefolder")
     p.add_argument("--shard-size", type=int, default=1000, help="samples per shard (default 1000)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the shuffle across shards (and of --val-fraction)")
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the shuffle across shards (and of --val-fraction, --train-per-class)",
+    )
     p.add_argument(
         "--val-fraction",
         type=float,
@@ -191,6 +199,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="F",
         help="carve a `val` split of this fraction of every class's training images (seeded), for model "
         "selection; the source's test split is then evaluated only once, at the end of fit",
+    )
+    p.add_argument(
+        "--train-per-class",
+        type=int,
+        default=None,
+        metavar="N",
+        help="keep only N training images of every class (a fixed subset drawn with --seed, recorded in "
+        "manifest.json); validation and test splits stay whole",
     )
     p.add_argument("--workers", type=int, default=None, help="encoding processes (default: all cores)")
     p.add_argument(
