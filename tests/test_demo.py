@@ -18,22 +18,24 @@ def test_demo_shards_runs_the_sweep_here_and_reports(tmp_path, capsys):
     ]
     assert main(["demo", "--workdir", str(tmp_path), "-j", "2", *tiny]) == 0
     out = capsys.readouterr().out
-    manifest = json.loads((tmp_path / "shards" / "fashion-mnist" / "manifest.json").read_text())
-    assert manifest["splits"]["train"]["samples"] == 60000 and manifest["splits"]["test"]["samples"] == 10000
+    shards = tmp_path / "shards" / "fashion-mnist-50-per-class"
+    manifest = json.loads((shards / "manifest.json").read_text())
+    assert manifest["train_per_class"] == 50 and manifest["splits"]["train"]["drawn_from"] == 60000
+    assert manifest["splits"]["train"]["samples"] == 500 and manifest["splits"]["test"]["samples"] == 10000
 
     points = sorted((tmp_path / "sweep" / "points").iterdir())
-    assert len(points) == 8  # 2 crop strengths x 2 weight decays x 2 seeds
+    assert len(points) == 8  # (no augmentation, pad-crop + flip) x 4 seeds
     settings = set()
     for p in points:
         status = json.loads((p / "status.json").read_text())
         assert status["state"] == "done"
         assert [h["state"] for h in status["history"]].count("running") == 1
         cfg = (p / "config.yaml").read_text()
-        assert str((tmp_path / "shards" / "fashion-mnist").resolve()) in cfg  # the demo's own shards
-        settings.add((status["params"]["aug.rrc.min_scale"], status["params"]["wd.value"]))
+        assert str(shards.resolve()) in cfg  # the demo's own shards
+        settings.add((status["params"]["aug.pad_crop.padding"], status["params"]["aug.flip.p"], status["params"]["seed"]))
         rows = (p / "per_class.csv").read_text().splitlines()
         assert len(rows) == 1 + 10  # one validation, ten classes
-    assert settings == {(1.0, 5e-4), (1.0, 5e-3), (0.25, 5e-4), (0.25, 5e-3)}
+    assert settings == {(pad, p, seed) for pad, p in [(0, 0.0), (2, 0.5)] for seed in range(4)}
 
     assert (tmp_path / "report" / "report.html").is_file()
     assert "report: " in out and "demo finished in" in out
