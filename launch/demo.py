@@ -1,4 +1,5 @@
-"""`classreg demo`: Fashion-MNIST -> shards -> a small regularization sweep run here -> its report -> the\nclass-conditional repair of the classes it hurts, run here -> the report of all three settings."""
+"""`classreg demo`: Fashion-MNIST -> shards -> a small regularization sweep run here -> its report -> the
+class-conditional repair of the classes it hurts, run here -> the report of all three settings."""
 
 from __future__ import annotations
 
