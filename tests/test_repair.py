@@ -193,3 +193,22 @@ def test_repair_figure_renders_in_headless_chromium(repaired, tmp_path):
     ).stdout
     assert 'data-figures-shown="5"' in dom  # the four figures of every report and the three-setting bar plot
     assert "Class-conditional repair" in dom and "recovers" in dom
+
+
+def test_report_prints_no_empty_lines_where_stderr_is_not_a_terminal(source, tmp_path):
+    """The progress bars are transient; where they cannot be erased (a pipe, a log) they are not drawn at all:
+    before, each of them left an empty line above the headline."""
+    import os
+    import sys
+
+    root, _ = source
+    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    done = subprocess.run(
+        [sys.executable, "-m", "launch.cli", "report", str(root / "sweep"), "--out", str(tmp_path / "r")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == "" and done.stdout.splitlines()[0].startswith("best-mean setting")
