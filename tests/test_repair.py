@@ -212,3 +212,39 @@ def test_report_prints_no_empty_lines_where_stderr_is_not_a_terminal(source, tmp
     )
     assert done.returncode == 0, done.stderr
     assert done.stderr == "" and done.stdout.splitlines()[0].startswith("best-mean setting")
+
+
+def test_repair_of_a_report_folder_reads_its_sweep_and_options(source, tmp_path, capsys):
+    root, _ = source
+    assert main(["report", str(root / "sweep"), "--out", str(tmp_path / "r"), "--no-progress", "--fdr", "0.05"]) == 0
+    assert main(["repair", str(tmp_path / "r"), "--dry-run"]) == 0  # the report lies outside the sweep
+    out = capsys.readouterr().out
+    assert f"repair of {(root / 'sweep').resolve()}: 1 class(es)" in out and "Shirt" in out
+    from launch.repair import source_sweep
+
+    sweep, options = source_sweep(tmp_path / "r")
+    assert sweep == (root / "sweep").resolve() and options["fdr"] == 0.05
+
+
+def test_a_sweep_submitted_to_slurm_is_repaired_on_slurm(slurm_cluster, tmp_path, capsys):
+    """Same executor: the source sweep went to SLURM (real job arrays here), so its repair is submitted too."""
+    spec = write_spec(
+        tmp_path / "spec.yaml",
+        tmp_path / "shards",
+        "slurmsrc",
+        {"zip": {"aug.policy": POLICIES[:2], "wd.value": [5e-4, 5e-3]}},
+        seeds=SEEDS,
+    )
+    sweep_dir = tmp_path / "sweep"
+    assert main(["sweep", "submit", str(spec), "--dir", str(sweep_dir), "--hold"]) == 0
+    assert main(["sweep", "cancel", str(sweep_dir)]) == 0
+    _finish(sweep_dir, _shift, np.random.default_rng(3))
+    capsys.readouterr()
+    assert main(["repair", str(sweep_dir), "--dir", str(tmp_path / "rep")]) == 0
+    out = capsys.readouterr().out
+    assert "submitted job array" in out and f"with {len(SEEDS)} points" in out
+    jobs = (tmp_path / "rep" / "submissions" / "jobs.txt").read_text().split()
+    assert jobs[2] == str(len(SEEDS))
+    record = json.loads((tmp_path / "rep" / "repair.json").read_text())
+    assert record["classes"] == ["Shirt"] and record["source"] == str(sweep_dir.resolve())
+    assert main(["sweep", "cancel", str(tmp_path / "rep")]) == 0
