@@ -139,7 +139,7 @@ def repair_bars(names, best_delta, best_sig, repaired_delta, repaired_sig, repai
     else:
         ax.set_xticks([])
         ax.set_xlabel(f"{len(b)} classes, sorted by the change to {_plain(labels[1])}")
-    ax.set_ylabel(_plain(f"change from the reference {labels[0]} (points)"), fontsize=8)
-    ax.set_title("Reference, best-mean and class-conditional repair (* repaired classes)", fontsize=10)
-    ax.legend(fontsize=8, loc="upper left")
+    ax.set_ylabel("change from the reference (points)")
+    ax.set_title(_plain(f"Change from the reference {labels[0]} (* repaired classes)"), fontsize=10)
+    ax.legend(fontsize=8, loc="best")
     return _save(fig, path)

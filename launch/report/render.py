@@ -168,9 +168,11 @@ def _repair_section(study: Study, a: Analysis, tables: dict):
         "recovered_fraction": "recovered",
         "change_vs_reference": "vs reference",
     }
-    df = tables["repair"][list(shown)].rename(columns=shown).astype(object)
+    df = tables["repair"][list(shown)].rename(columns=shown)
     for c in ("reference", "best mean", "repaired", "loss", "repair change", "recovered", "vs reference"):
         df[c] = 100 * df[c].astype(float)
+    df["q"] = df["q"].astype(float)
+    df["significant"] = df["significant"].astype(object)
     s = study.settings
     moved = [
         f"{study.class_names[c]} {100 * r.vs_from.delta[c]:+.1f}"
@@ -235,7 +237,7 @@ def _settings_table(study: Study, a: Analysis, settings_df: pd.DataFrame) -> pd.
     table = settings_df[list(shown)].rename(columns=shown).astype(object)
     for c in ("mean", "sd", "worst", "change"):
         table[c] = 100 * table[c].astype(float)
-    roles = {a.ref: "reference", a.best: "best mean"}
+    roles = {a.ref: "reference", a.best: "best mean"} | ({a.repair.setup.rep: "repaired"} if a.repair else {})
     table.insert(1, "role", [roles.get(j, "") for j in range(len(settings_df))])
     table.insert(3, "seeds", [f"{r.seeds}/{r.seeds_expected}" for r in settings_df.itertuples()])
     return table

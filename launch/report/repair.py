@@ -101,7 +101,7 @@ def analyse_repair(study, a, setup: RepairSetup, compare) -> RepairResult:
     recovers = f"{100 * total:.0f}%" if np.isfinite(total) else "none (they lost nothing on average)"
     result.headline = (
         f"class-conditional augmentation recovers {recovers} of the hurt classes' loss ({half} of {len(c)} "
-        f"class{'es' if len(c) != 1 else ''} recover at least half) and changes mean accuracy by "
+        f"{'classes recover' if len(c) != 1 else 'class recovers'} at least half) and changes mean accuracy by "
         f"{100 * result.mean_change:+.1f} points"
     )
     return result
