@@ -249,3 +249,17 @@ def test_a_sweep_submitted_to_slurm_is_repaired_on_slurm(slurm_cluster, tmp_path
     record = json.loads((tmp_path / "rep" / "repair.json").read_text())
     assert record["classes"] == ["Shirt"] and record["source"] == str(sweep_dir.resolve())
     assert main(["sweep", "cancel", str(tmp_path / "rep")]) == 0
+
+
+def test_a_repair_sweep_still_running_is_reported_as_exploratory(repaired, tmp_path, capsys):
+    root, _, _, rep_dir = repaired
+    partial = tmp_path / "partial-repair"
+    shutil.copytree(rep_dir, partial)
+    point = Sweep.open(partial).statuses()[0][0]
+    transition(point, "running")
+    assert main(["report", str(root / "sweep"), str(partial), "--out", str(tmp_path / "r"), "--no-progress"]) == 0
+    line = capsys.readouterr().out.splitlines()[1]
+    assert line.startswith("class-conditional augmentation recovers") and "(exploratory: " in line
+    assert "is partial (4 of 5 seeds finished)" in line
+    r = json.loads((tmp_path / "r" / "report.json").read_text())["repair"]
+    assert r["exploratory"] is True and r["per_class"][0]["significant"] is None

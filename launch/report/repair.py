@@ -103,6 +103,7 @@ def analyse_repair(study, a, setup: RepairSetup, compare) -> RepairResult:
         f"class-conditional augmentation recovers {recovers} of the hurt classes' loss ({half} of {len(c)} "
         f"{'classes recover' if len(c) != 1 else 'class recovers'} at least half) and changes mean accuracy by "
         f"{100 * result.mean_change:+.1f} points"
+        + (f" (exploratory: {result.vs_from.reason})" if result.vs_from.exploratory else "")
     )
     return result
 
