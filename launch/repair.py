@@ -91,6 +91,9 @@ def _pick(study, analysis, text: str, option: str) -> int:
         return analysis.best
     if text == "reference":
         return analysis.ref
+    labels = [s.label for s in study.settings]
+    if text in labels:  # a setting's label as the report prints it (list values cannot be written key=value)
+        return labels.index(text)
     return parse_selector(text, study.keys, [s.values for s in study.settings], option)
 
 
@@ -310,7 +313,12 @@ def add_repair_parser(sub) -> None:
     p.add_argument(
         "--classes", nargs="+", metavar="NAME", help="the classes to repair (default: those significantly lowered)"
     )
-    p.add_argument("--from", dest="from_", default="best", help="best (default), reference, or key=value[,key=value]")
+    p.add_argument(
+        "--from",
+        dest="from_",
+        default="best",
+        help="best (default), reference, key=value[,key=value], or a setting's label as the report prints it",
+    )
     p.add_argument(
         "--to", default="reference", help="reference (default) or key=value[,key=value]: the augmentation given back"
     )

@@ -120,6 +120,9 @@ def test_classes_are_checked_and_no_hurt_class_is_one_line(source, tmp_path, cap
     assert main(["repair", str(root / "sweep"), "--from", "wd.value=0.001", "--dry-run"]) == 2
     err = capsys.readouterr().err.strip()
     assert "significantly lowers no class" in err and "--classes" in err and "\n" not in err
+    # a setting named by its label as the report prints it (list values cannot be written key=value)
+    assert main(["repair", str(root / "sweep"), "--from", "aug.policy=('pad_crop',), wd.value=0.001", "--dry-run"]) == 2
+    assert capsys.readouterr().err.strip() == err
 
 
 @pytest.fixture(scope="module")

@@ -156,10 +156,11 @@ def _repair_figure(study: Study, a: Analysis, fig_dir: Path) -> tuple[str, str, 
 
 def _repair_section(study: Study, a: Analysis, tables: dict):
     r = a.repair
+    usual = r.setup.frm == a.best and r.setup.to == a.ref  # else the repair's own from/to settings
     shown = {
         "class_name": "class",
-        "reference_accuracy": "reference",
-        "best_accuracy": "best mean",
+        "reference_accuracy": "reference" if usual else "to",
+        "best_accuracy": "best mean" if usual else "from",
         "repaired_accuracy": "repaired",
         "loss": "loss",
         "change_vs_best": "repair change",
@@ -169,8 +170,11 @@ def _repair_section(study: Study, a: Analysis, tables: dict):
         "change_vs_reference": "vs reference",
     }
     df = tables["repair"][list(shown)].rename(columns=shown)
-    for c in ("reference", "best mean", "repaired", "loss", "repair change", "recovered", "vs reference"):
+    for c in (shown["reference_accuracy"], shown["best_accuracy"], "repaired", "loss", "repair change", "recovered"):
         df[c] = 100 * df[c].astype(float)
+    df["vs reference"] = 100 * df["vs reference"].astype(float)
+    if not usual:
+        df = df.rename(columns={"vs reference": "vs to"})
     df["q"] = df["q"].astype(float)
     df["significant"] = df["significant"].astype(object)
     s = study.settings

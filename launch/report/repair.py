@@ -98,13 +98,20 @@ def analyse_repair(study, a, setup: RepairSetup, compare) -> RepairResult:
         float(a.setting_mean[rep] - a.setting_mean[frm]),
         float(a.setting_mean[rep] - a.setting_mean[to]),
     )
-    recovers = f"{100 * total:.0f}%" if np.isfinite(total) else "none (they lost nothing on average)"
-    result.headline = (
-        f"class-conditional augmentation recovers {recovers} of the hurt classes' loss ({half} of {len(c)} "
-        f"{'classes recover' if len(c) != 1 else 'class recovers'} at least half) and changes mean accuracy by "
-        f"{100 * result.mean_change:+.1f} points"
-        + (f" (exploratory: {result.vs_from.reason})" if result.vs_from.exploratory else "")
-    )
+    mean = f"changes mean accuracy by {100 * result.mean_change:+.1f} points"
+    if np.isfinite(total):
+        result.headline = (
+            f"class-conditional augmentation recovers {100 * total:.0f}% of the hurt classes' loss ({half} of "
+            f"{len(c)} {'classes recover' if len(c) != 1 else 'class recovers'} at least half) and {mean}"
+        )
+    else:
+        result.headline = (
+            f"class-conditional augmentation: the repaired classes lost no accuracy ({100 * loss.sum():+.1f} "
+            f"points in all), so there is no loss to recover; it changes their accuracy by "
+            f"{100 * recovered.sum():+.1f} points in all, and {mean}"
+        )
+    if result.vs_from.exploratory:
+        result.headline += f" (exploratory: {result.vs_from.reason})"
     return result
 
 
