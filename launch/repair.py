@@ -316,11 +316,15 @@ def add_repair_parser(sub) -> None:
     p.add_argument(
         "--from",
         dest="from_",
+        metavar="SETTING",
         default="best",
         help="best (default), reference, key=value[,key=value], or a setting's label as the report prints it",
     )
     p.add_argument(
-        "--to", default="reference", help="reference (default) or key=value[,key=value]: the augmentation given back"
+        "--to",
+        metavar="SETTING",
+        default="reference",
+        help="reference (default), key=value[,key=value] or a label: the augmentation given back",
     )
     p.add_argument("--dir", default=None, help="the repair sweep's folder (default: SWEEP-repair next to the sweep)")
     p.add_argument("--dry-run", action="store_true", help="print the spec and what would run; write nothing")
