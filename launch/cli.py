@@ -136,6 +136,8 @@ def _cmd_report(args) -> int:
     )
     report = build_report(args.paths, args.out, options, progress=not args.no_progress)
     print(report.headline)
+    if report.repair_headline:
+        print(report.repair_headline)
     print(f"report: {report.html}")
     return 0
 
@@ -343,6 +345,9 @@ def build_parser() -> argparse.ArgumentParser:
     from launch.sweep.cli import add_sweep_parser
 
     add_sweep_parser(sub)
+    from launch.repair import add_repair_parser
+
+    add_repair_parser(sub)
     return parser
 
 
