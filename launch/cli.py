@@ -114,6 +114,13 @@ def _check_shards(args) -> int:
     return 1 if bad else 0
 
 
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(x) for x in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a comma-separated list of integers, e.g. 0,1,2") from None
+
+
 def _cmd_demo(args) -> int:
     from launch.demo import run_demo
 
@@ -255,19 +262,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", "-j", type=int, default=None, help="runs at a time (default: one per core)")
     p.add_argument("--fashion-mnist-dir", default=None, help="folder with the Fashion-MNIST IDX files")
     p.add_argument(
-        "--classes",
-        nargs="+",
+        "--class",
+        dest="classes",
+        action="append",
         metavar="NAME",
         default=None,
-        help="the classes to repair (default: those the sweep's report flags as significantly lowered)",
+        help="a class to repair, repeatable (default: those the sweep's report flags as significantly lowered)",
     )
     p.add_argument(
         "--seeds",
-        type=int,
-        nargs="+",
+        type=_int_list,
         default=None,
-        metavar="S",
-        help="the seeds of every setting (default: the demo spec's four, 0 1 2 3); three still flag the class "
+        metavar="S,S,...",
+        help="the seeds of every setting (default: the demo spec's four, 0,1,2,3); three still flag the class "
         "the demo is designed to show (docs/demo-design.md), two are exploratory",
     )
     p.add_argument("overrides", nargs="*", metavar="key.path=value")

@@ -17,6 +17,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import yaml
 from rich.console import Console
 
 from datamodules.configkit import ClassregError, atomic_write_text, did_you_mean, dump_yaml
@@ -261,10 +262,34 @@ def _check_existing(plan: RepairPlan) -> None:
 
 
 def prepare_repair(plan: RepairPlan, spec_path: Path):
+    """The repair sweep planned from its spec, each point checked to be the ``--from`` setting plus the class
+    overrides (a base preset edited since the source sweep ran would change more)."""
+    from launch.report.runs import flatten
     from launch.sweep.folder import prepare
 
     atomic_write_text(spec_path, dump_yaml(plan.spec))
-    return prepare(spec_path, plan.out_dir)
+    prepared = prepare(spec_path, plan.out_dir)
+    source_config = yaml.safe_load((Path(plan.from_runs[0]) / "config.yaml").read_text())
+    source = {k: v for k, v in flatten(source_config).items() if not k.startswith("aug.class_overrides.")}
+    for point in prepared.points:
+        repaired = {k: v for k, v in flatten(point.plain).items() if not k.startswith("aug.class_overrides.")}
+        changed = sorted(_differences(source, repaired))
+        if changed:
+            raise RepairError(
+                f"the repair of {plan.source} would differ from {plan.from_label} in more than the class overrides: "
+                f"{', '.join(changed)} (was its base preset edited since the sweep ran?); restore it, or run the "
+                "repaired setting as a sweep of your own"
+            )
+    return prepared
+
+
+def write_repair(plan: RepairPlan):
+    """The repair sweep's folder and its repair.json: (sweep, points new, points in all); nothing is run."""
+    _check_existing(plan)
+    plan.out_dir.mkdir(parents=True, exist_ok=True)
+    sweep, new, total = prepare_repair(plan, plan.out_dir / "spec.yaml").write()
+    atomic_write_text(plan.out_dir / REPAIR_FILE, json.dumps(plan.record(), indent=1))
+    return sweep, new, total
 
 
 def run_repair(plan: RepairPlan, dry_run: bool = False, jobs: int = 1) -> int:
@@ -284,10 +309,7 @@ def run_repair(plan: RepairPlan, dry_run: bool = False, jobs: int = 1) -> int:
             print(f"dry run: would write {plan.out_dir} with {len(prepared.points)} points, {how}; nothing written")
             return 0
     limit = array_limit() if plan.executor == "slurm" else None  # SLURM answers before anything is written
-    plan.out_dir.mkdir(parents=True, exist_ok=True)
-    prepared = prepare_repair(plan, plan.out_dir / "spec.yaml")
-    sweep, new, total = prepared.write()
-    atomic_write_text(plan.out_dir / REPAIR_FILE, json.dumps(plan.record(), indent=1))
+    sweep, new, total = write_repair(plan)
     print(
         f"sweep {sweep.name} in {sweep.dir}: {total} points ({new} new); "
         f"report: `classreg report {plan.source} {sweep.dir}`"

@@ -17,7 +17,7 @@ def _states(point) -> list[str]:
 
 @pytest.mark.slow
 def test_demo_raises_the_mean_lowers_shirt_and_repairs_it(tmp_path, capsys):
-    assert main(["demo", "--workdir", str(tmp_path), "-j", "2", "--seeds", "0", "1", "2", "logger.wandb=false"]) == 0
+    assert main(["demo", "--workdir", str(tmp_path), "-j", "2", "--seeds", "0,1,2", "logger.wandb=false"]) == 0
     out = " ".join(capsys.readouterr().out.split())
     shards = tmp_path / "shards" / "fashion-mnist-50-per-class"
     manifest = json.loads((shards / "manifest.json").read_text())
@@ -55,7 +55,7 @@ def test_demo_raises_the_mean_lowers_shirt_and_repairs_it(tmp_path, capsys):
     assert (tmp_path / "report" / "report.html").is_file() and "demo finished in" in out
 
     # a second demo reuses the shards and both finished sweeps: nothing is trained again
-    assert main(["demo", "--workdir", str(tmp_path), "-j", "2", "--seeds", "0", "1", "2", "logger.wandb=false"]) == 0
+    assert main(["demo", "--workdir", str(tmp_path), "-j", "2", "--seeds", "0,1,2", "logger.wandb=false"]) == 0
     assert "using the Fashion-MNIST shards" in capsys.readouterr().out
     for p in [*points, *repaired]:
         assert _states(p).count("running") == 1

@@ -266,3 +266,20 @@ def test_a_repair_sweep_still_running_is_reported_as_exploratory(repaired, tmp_p
     assert "is partial (4 of 5 seeds finished)" in line
     r = json.loads((tmp_path / "r" / "report.json").read_text())["repair"]
     assert r["exploratory"] is True and r["per_class"][0]["significant"] is None
+
+
+def test_a_repair_that_would_change_more_than_the_class_overrides_is_refused(source, tmp_path, capsys):
+    """The repair re-resolves the source sweep's base preset: edited since the sweep ran, it would change the
+    best-mean setting itself. Here the best-mean runs were trained with another lr than the preset now gives."""
+    root, _ = source
+    sweep = tmp_path / "sweep"
+    shutil.copytree(root / "sweep", sweep, symlinks=True)
+    for point, status in Sweep.open(sweep).statuses():
+        if status["params"]["aug.policy"] == POLICIES[1]:
+            cfg = yaml.safe_load((point / "config.yaml").read_text())
+            cfg["optim"]["lr"] = cfg["optim"]["lr"] / 2
+            (point / "config.yaml").write_text(yaml.safe_dump(cfg))
+    assert main(["repair", str(sweep), "--classes", "Shirt", "--dry-run"]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "would differ from" in err and "optim.lr" in err and "base preset edited" in err
+    assert not (tmp_path / "sweep-repair").exists()
