@@ -122,6 +122,8 @@ def run_demo(args) -> int:
     console.print("[bold]5/5[/bold] report of the sweep and its repair")
     report = build_report([sweep.dir, repair.dir], workdir / "report", ReportOptions(wandb=to_wandb), progress=True)
     console.print(report.headline, style="bold", soft_wrap=True, markup=False)
+    if report.repair_headline:
+        console.print(report.repair_headline, style="bold", soft_wrap=True, markup=False)
     console.print(f"report: {report.html}   (tables and figures in {report.out_dir})", soft_wrap=True)
     return finished(console, started)
 

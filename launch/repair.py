@@ -264,15 +264,19 @@ def _check_existing(plan: RepairPlan) -> None:
 def prepare_repair(plan: RepairPlan, spec_path: Path):
     """The repair sweep planned from its spec, each point checked to be the ``--from`` setting plus the class
     overrides (a base preset edited since the source sweep ran would change more)."""
-    from launch.report.runs import flatten
+    from launch.report.runs import BOOKKEEPING_KEYS, flatten
     from launch.sweep.folder import prepare
+
+    ignored = tuple(k.rstrip("*") for k in BOOKKEEPING_KEYS if k.endswith("*")) + ("aug.class_overrides.",)
+
+    def compared(config: dict) -> dict:  # what trains: the report's bookkeeping keys and class overrides left out
+        return {k: v for k, v in flatten(config).items() if k not in BOOKKEEPING_KEYS and not k.startswith(ignored)}
 
     atomic_write_text(spec_path, dump_yaml(plan.spec))
     prepared = prepare(spec_path, plan.out_dir)
-    source_config = yaml.safe_load((Path(plan.from_runs[0]) / "config.yaml").read_text())
-    source = {k: v for k, v in flatten(source_config).items() if not k.startswith("aug.class_overrides.")}
+    source = compared(yaml.safe_load((Path(plan.from_runs[0]) / "config.yaml").read_text()))
     for point in prepared.points:
-        repaired = {k: v for k, v in flatten(point.plain).items() if not k.startswith("aug.class_overrides.")}
+        repaired = compared(point.plain)
         changed = sorted(_differences(source, repaired))
         if changed:
             raise RepairError(
