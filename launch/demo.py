@@ -1,10 +1,12 @@
-"""`classreg demo`: Fashion-MNIST -> shards -> a small regularization sweep run here -> the report."""
+"""`classreg demo`: Fashion-MNIST -> shards -> a small regularization sweep run here -> its report -> the
+class-conditional repair of the classes it hurts, run here -> the report of all three settings."""
 
 from __future__ import annotations
 
 import os
 import time
 from pathlib import Path
+from typing import Optional
 
 import yaml
 from rich.console import Console
@@ -13,18 +15,22 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 from datamodules.configkit import atomic_write_text, dump_yaml
 from datamodules.shards.format import MANIFEST
 from datamodules.sources.fashion_mnist import shard_fashion_mnist
+from launch.repair import RepairError, describe, plan_repair, write_repair
 from launch.report import ReportOptions, build_report
 from launch.resources import SWEEPS, resolve_config
 from launch.sweep.folder import materialise
 from launch.sweep.local import LocalExecutor
 
 DEMO_SPEC = "sweeps/fashion_mnist_demo"  # packaged (launch/resources.py)
+TRAIN_PER_CLASS = 50  # the measured design: docs/demo-design.md
 
 
-def demo_spec(workdir: Path, shards: Path, overrides: list[str]) -> Path:
-    """The shipped demo spec with this machine's shard folder and the user's overrides added."""
+def demo_spec(workdir: Path, shards: Path, overrides: list[str], seeds: Optional[list[int]] = None) -> Path:
+    """The shipped demo spec with this machine's shard folder, the user's overrides and seeds."""
     spec = yaml.safe_load(resolve_config(DEMO_SPEC, SWEEPS).read_text())
     spec["overrides"] = [*spec.get("overrides", []), f"data.root={shards.resolve()}", *overrides]
+    if seeds:
+        spec["seeds"] = list(seeds)
     path = workdir / "demo_sweep.yaml"
     atomic_write_text(path, dump_yaml(spec), durable=False)
     return path
@@ -72,29 +78,63 @@ def run_demo(args) -> int:
     started = time.time()
     workdir = Path(args.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    shards = workdir / "shards" / "fashion-mnist"
+    shards = workdir / "shards" / f"fashion-mnist-{TRAIN_PER_CLASS}-per-class"
     if (shards / MANIFEST).exists():
-        console.print(f"[bold]1/3[/bold] using the Fashion-MNIST shards in {shards}")
+        console.print(f"[bold]1/5[/bold] using the Fashion-MNIST shards in {shards}")
     else:
-        console.print(f"[bold]1/3[/bold] writing Fashion-MNIST shards to {shards}")
-        shard_fashion_mnist(shards, folder=args.fashion_mnist_dir, download_root=workdir / "download")
+        console.print(
+            f"[bold]1/5[/bold] writing Fashion-MNIST shards to {shards} "
+            f"({TRAIN_PER_CLASS} training images per class, the whole test split)"
+        )
+        shard_fashion_mnist(
+            shards,
+            folder=args.fashion_mnist_dir,
+            download_root=workdir / "download",
+            train_per_class=TRAIN_PER_CLASS,
+        )
 
-    sweep, _, total = materialise(demo_spec(workdir, shards, args.overrides), workdir / "sweep")
+    sweep, _, total = materialise(demo_spec(workdir, shards, args.overrides, args.seeds), workdir / "sweep")
     jobs = args.jobs or max(1, len(os.sched_getaffinity(0)))
     console.print(
-        f"[bold]2/3[/bold] sweep {sweep.name}: {total} runs (crop strength x weight decay x seeds), "
+        f"[bold]2/5[/bold] sweep {sweep.name}: {total} runs (no augmentation vs pad-crop + flip, x seeds), "
         f"{jobs} at a time -> {sweep.dir}"
     )
+    if not run_all(sweep, jobs, console):
+        return 1
+    # the reports go to W&B too when the points do (the demo's points log offline unless logger.wandb=false)
+    to_wandb = bool(yaml.safe_load((sweep.point_dirs()[0] / "config.yaml").read_text())["logger"]["wandb"])
+    console.print("[bold]3/5[/bold] report of the sweep")
+    first = build_report([sweep.dir], workdir / "report-sweep", ReportOptions(wandb=to_wandb), progress=True)
+    console.print(first.headline, style="bold", soft_wrap=True, markup=False)
+
+    try:
+        plan = plan_repair(sweep.dir, args.classes or [], out_dir=workdir / "repair", local=True, console=console)
+    except RepairError as e:
+        console.print(f"4/5 no repair: {e}", soft_wrap=True, markup=False)
+        console.print(f"report: {first.html}", soft_wrap=True)
+        return finished(console, started)
+    console.print("4/5 " + "\n".join(describe(plan)), soft_wrap=True, markup=False)
+    repair, _, total = write_repair(plan)
+    console.print(f"repair sweep {repair.name}: {total} runs, {jobs} at a time -> {repair.dir}")
+    if not run_all(repair, jobs, console):
+        return 1
+
+    console.print("[bold]5/5[/bold] report of the sweep and its repair")
+    report = build_report([sweep.dir, repair.dir], workdir / "report", ReportOptions(wandb=to_wandb), progress=True)
+    console.print(report.headline, style="bold", soft_wrap=True, markup=False)
+    if report.repair_headline:
+        console.print(report.repair_headline, style="bold", soft_wrap=True, markup=False)
+    console.print(f"report: {report.html}   (tables and figures in {report.out_dir})", soft_wrap=True)
+    return finished(console, started)
+
+
+def run_all(sweep, jobs: int, console: Console) -> bool:
     counts = run_sweep_with_progress(sweep, jobs, console)
     if counts.get("failed"):
         console.print(f"[red]{counts['failed']} run(s) failed[/red]: see `classreg sweep status {sweep.dir}`")
-        return 1
+    return not counts.get("failed")
 
-    console.print("[bold]3/3[/bold] report")
-    # the report goes to W&B too when the points do (the demo's points log offline unless logger.wandb=false)
-    to_wandb = bool(yaml.safe_load((sweep.point_dirs()[0] / "config.yaml").read_text())["logger"]["wandb"])
-    report = build_report([sweep.dir], workdir / "report", ReportOptions(wandb=to_wandb), progress=True)
-    console.print(f"\n[bold]{report.headline}[/bold]", soft_wrap=True)
-    console.print(f"report: {report.html}   (tables and figures in {report.out_dir})", soft_wrap=True)
+
+def finished(console: Console, started: float) -> int:
     console.print(f"demo finished in {(time.time() - started) / 60:.1f} minutes")
     return 0

@@ -1,4 +1,4 @@
-"""Backbones: torchvision ResNets, with a small-image stem for 28-64 px inputs, and CIFAR ResNet-20."""
+"""Backbones: torchvision ResNets, with a small-image stem for 28-64 px inputs, CIFAR ResNet-20 and a small CNN."""
 
 from __future__ import annotations
 
@@ -13,14 +13,15 @@ TORCHVISION_RESNETS = ("resnet18", "resnet34", "resnet50")
 class ModelConfig:
     arch: str = choice(
         "resnet50",
-        [*TORCHVISION_RESNETS, "resnet20"],
-        help="`resnet18`, `resnet34`, `resnet50` (torchvision) or `resnet20` (the CIFAR ResNet of He et al. 2016)",
+        [*TORCHVISION_RESNETS, "resnet20", "cnn3"],
+        help="`resnet18`, `resnet34`, `resnet50` (torchvision), `resnet20` (the CIFAR ResNet of He et al. 2016) "
+        "or `cnn3` (3 conv blocks of 32-64-128 channels for 28-32 px images, the CPU demo's model)",
     )
     stem: str = choice(
         "auto",
         ["auto", "imagenet", "small"],
-        help="`small`: 3x3 stride-1 stem without max-pool, for 28-64 px images; `auto` picks it at "
-        "`data.image_size <= 64`",
+        help="torchvision ResNets only: `small`: 3x3 stride-1 stem without max-pool, for 28-64 px images; "
+        "`auto` picks it at `data.image_size <= 64`",
     )
 
 
@@ -39,6 +40,10 @@ def build_model(arch: str, num_classes: int, stem: str = "auto", image_size: int
         from lightning_modules.cifar_resnet import CifarResNet
 
         return CifarResNet(20, num_classes)
+    if arch == "cnn3":
+        from lightning_modules.small_cnn import SmallCNN
+
+        return SmallCNN(num_classes)
     from torchvision import models
 
     model = getattr(models, arch)(weights=None, num_classes=num_classes)

@@ -11,7 +11,7 @@ def test_defaults_preset_and_override_compose():
     assert isinstance(cfg, RunConfig)
     assert cfg.wd.value == 5e-5
     assert cfg.seed == 3
-    assert cfg.model.arch == "resnet20"  # from the preset
+    assert cfg.model.arch == "cnn3"  # from the preset
     assert cfg.optim.momentum == 0.9  # from the defaults
 
 

@@ -3,7 +3,8 @@
 Samples are shuffled once (seeded), then cut into shards of ``shard_size`` planned inputs, so every shard is
 an independent job: shards are written in parallel processes, each staged in OUT/.partial/, recorded in
 OUT/.progress/ and moved into place with its index. A run that is interrupted continues where it stopped
-(finished shards are not rewritten) and produces the same bytes as an uninterrupted one. The sources
+(finished shards are not rewritten) and produces the same bytes as an uninterrupted one. ``train_per_class``
+keeps a fixed, seeded subset of N training images per class (small-data experiments). The sources
 (image trees, Fashion-MNIST) are in datamodules/sources/.
 
 The writer deletes and replaces only files it recorded writing: shards and indexes listed in OUT's manifest or
@@ -46,6 +47,7 @@ STAGING, PROGRESS = ".partial", ".progress"
 PLAN = "plan.json"
 RECORD = re.compile(r"(?:train|val|test)-\d{6}\.json")
 TEMPORARY = re.compile(r"\..+\.tmp\d+")  # left by atomic_write_text when killed mid-write
+TRAIN_SPLIT = "train"  # the split that ``train_per_class`` subsamples; validation and test are kept whole
 
 
 @dataclass(frozen=True)
@@ -188,6 +190,27 @@ def plan_shards(
         ShardJob(out, split, n, tuple(order[start : start + shard_size]), num_classes, encode)
         for n, start in enumerate(range(0, len(order), shard_size))
     ]
+
+
+def keep_per_class(items: list[Item], classes: list[str], per_class: int, seed: int) -> list[Item]:
+    """``per_class`` items of every class, drawn without replacement (seeded by ``seed`` and the class index),
+    kept in their source order: the same sources and seed give the same subset on every machine."""
+    if per_class < 1:
+        raise ShardError(f"--train-per-class must be >= 1, got {per_class}")
+    members: list[list[int]] = [[] for _ in classes]
+    for i, item in enumerate(items):
+        members[item.label].append(i)
+    short = [f"'{classes[c]}' ({len(m)})" for c, m in enumerate(members) if len(m) < per_class]
+    if short:
+        raise ShardError(
+            f"--train-per-class {per_class}: {len(short)} class(es) have fewer training images: "
+            f"{', '.join(short[:5])}{' ...' if len(short) > 5 else ''}; "
+            f"pass at most {min(len(m) for m in members)}"
+        )
+    keep: set[int] = set()
+    for c, m in enumerate(members):
+        keep.update(random.Random(f"{seed}-{TRAIN_SPLIT}-per-class-{c}").sample(m, per_class))
+    return [item for i, item in enumerate(items) if i in keep]
 
 
 def _plan_fingerprint(jobs_by_split: dict[str, list[ShardJob]], settings: dict) -> str:
@@ -365,10 +388,13 @@ def write_dataset(
     readable_names: Optional[list[str]] = None,
     source_settings: Optional[dict] = None,
     val_fraction: float = 0.0,
+    train_per_class: Optional[int] = None,
 ) -> dict:
     """``encode(payload, verify=, max_pixels=)`` -> (extension, bytes, (width, height)); raising skips the image.
     ``scan``: per split, what the source left out (``skipped`` entries, counts), copied into the manifest.
-    ``source_settings``: more options of the source that a resumed run must share."""
+    ``source_settings``: more options of the source that a resumed run must share. ``train_per_class``: keep only
+    that many training images of every class (a fixed, seeded subset, see ``keep_per_class``; drawn after
+    ``val_fraction`` is carved), the other splits whole."""
     out = Path(out)
     if shard_size < 1:
         raise ShardError(f"--shard-size must be >= 1, got {shard_size}")
@@ -381,6 +407,17 @@ def write_dataset(
         from datamodules.shards.holdout import carve_validation
 
         items_by_split, val_from_train = carve_validation(items_by_split, val_fraction, seed, len(classes))
+    drawn_from = None
+    if train_per_class is not None:
+        if TRAIN_SPLIT not in items_by_split:
+            raise ShardError(
+                f"--train-per-class needs a '{TRAIN_SPLIT}' split; the source has {sorted(items_by_split)}"
+            )
+        drawn_from = len(items_by_split[TRAIN_SPLIT])
+        items_by_split = {
+            **items_by_split,
+            TRAIN_SPLIT: keep_per_class(items_by_split[TRAIN_SPLIT], classes, train_per_class, seed),
+        }
     for split, items in items_by_split.items():
         _unique_keys(split, items)
     encode = functools.partial(encode, verify=verify, max_pixels=max_pixels)
@@ -398,6 +435,7 @@ def write_dataset(
         "classes": classes,
         **(source_settings or {}),
         "val_fraction": val_fraction,
+        "train_per_class": train_per_class,
     }
     fingerprint = _plan_fingerprint(jobs, settings)
     plan_file = out / PROGRESS / PLAN
@@ -435,6 +473,9 @@ def write_dataset(
         manifest["val_from_train"] = val_from_train
     for split, split_jobs in jobs.items():
         manifest["splits"][split] = _split_summary(split_jobs, records, len(classes), (scan or {}).get(split, {}))
+    if train_per_class is not None:
+        manifest["train_per_class"] = train_per_class
+        manifest["splits"][TRAIN_SPLIT]["drawn_from"] = drawn_from  # source images before the per-class subset
     _remove_own(out / STAGING, SHARD_FILE)
     atomic_write_text(out / CLASSES, json.dumps({str(i): c for i, c in enumerate(classes)}, indent=1))
     atomic_write_text(out / MANIFEST, json.dumps(manifest, indent=1))

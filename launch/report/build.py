@@ -16,6 +16,7 @@ from datamodules.configkit import bounded, choice, setting, validate
 from launch.report.compare import analyse
 from launch.report.read import SPLITS, read_study
 from launch.report.render import draw_figures, write_html
+from launch.report.repair import find_repair
 from launch.report.stats import DEFAULT_TEST, TESTS
 from launch.report.write import write_tables
 
@@ -68,6 +69,7 @@ class Report:
     best: str
     coverage: str = ""  # for a sweep folder: how many of its points the report covers, finished or not
     wandb: Optional[dict] = None  # what --wandb logged (launch/report/wandb_report.py)
+    repair_headline: str = ""  # the second headline line, when the report holds a repair sweep
 
 
 def default_out_dir(paths: list[Path]) -> Path:
@@ -119,8 +121,9 @@ def build_report(
     fig_dir.mkdir(parents=True, exist_ok=True)
 
     study = read_study(paths, options, console, progress)
-    analysis = analyse(study, options, console, progress)
-    tables, files = write_tables(study, analysis, options, out_dir)
+    repair = find_repair(paths, study)
+    analysis = analyse(study, options, console, progress, repair)
+    tables, files = write_tables(study, analysis, options, out_dir, paths)
     figs = draw_figures(study, analysis, options, fig_dir, console, progress)
     files.update({f"figure_{k}": p for k, _, p in figs})
     files["html"] = write_html(study, analysis, options, tables, figs, out_dir / "report.html")
@@ -131,6 +134,7 @@ def build_report(
     report = Report(
         analysis.headline, files["html"], out_dir, files, labels[analysis.ref], labels[analysis.best], coverage
     )
+    report.repair_headline = analysis.repair.headline if analysis.repair is not None else ""
     if options.wandb:
         from launch.report.wandb_report import log_report
 

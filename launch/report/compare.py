@@ -31,6 +31,7 @@ class Analysis:
     fdr: float = 0.1
     headline: str = ""
     method: str = ""  # the method line of the headline's comparison (reference -> focus)
+    repair: object = None  # launch/report/repair.py RepairResult, when the report holds a repair sweep
 
 
 def untested_reason(base: Setting, other: Setting) -> str:
@@ -64,7 +65,7 @@ def compare_settings(base: Setting, other: Setting, counts: str, options) -> Com
         raise ReportError(f"--test {options.test}: {e} ({base.label} vs {other.label})") from None
 
 
-def choose_reference(study: Study, option: str) -> int:
+def choose_reference(study: Study, option: str, exclude: tuple = ()) -> int:
     settings = study.settings
     if option:
         ref = parse_selector(option, study.keys, [s.values for s in settings], "--reference")
@@ -74,7 +75,7 @@ def choose_reference(study: Study, option: str) -> int:
                 "choose another setting"
             )
         return ref
-    eligible = [j for j, s in enumerate(settings) if not s.diverged]
+    eligible = [j for j, s in enumerate(settings) if not s.diverged and j not in exclude]
     if not eligible:
         raise ReportError(
             "every setting with a finished run also has a diverged run (report.json lists them): there is no "
@@ -83,22 +84,29 @@ def choose_reference(study: Study, option: str) -> int:
     return eligible[0]  # settings are ordered weakest regularization first
 
 
-def analyse(study: Study, options, console: Console, progress: bool) -> Analysis:
+def analyse(study: Study, options, console: Console, progress: bool, repair=None) -> Analysis:
+    """``repair``: a launch/report/repair.py RepairSetup; its repaired setting is never the reference or best."""
     settings = study.settings
-    ref = choose_reference(study, options.reference)
+    exclude = (repair.rep,) if repair is not None else ()
+    ref = choose_reference(study, options.reference, exclude)
     run_means = [np.nanmean(s.acc, axis=1) for s in settings]
     setting_mean = np.array([m.mean() for m in run_means])
-    complete = [j for j, s in enumerate(settings) if not s.partial and not s.diverged]
+    complete = [j for j, s in enumerate(settings) if not s.partial and not s.diverged and j not in exclude]
     # the best among the complete settings; while none is, the best so far (marked partial)
-    pool = sorted(set(complete) | {ref}) if complete else [j for j, s in enumerate(settings) if not s.diverged]
+    pool = (
+        sorted(set(complete) | {ref})
+        if complete
+        else [j for j, s in enumerate(settings) if not s.diverged and j not in exclude] or [ref]
+    )
     best = max(pool, key=lambda j: setting_mean[j])
     class_mean = np.stack([seed_mean(s.correct, s.total) for s in settings])
     if best != ref:
         focus = best
     elif len(settings) > 1:
-        focus = max(
-            (j for j in range(len(settings)) if j != ref), key=lambda j: abs(setting_mean[j] - setting_mean[ref])
-        )
+        others = [j for j in range(len(settings)) if j != ref and j not in exclude] or [
+            j for j in range(len(settings)) if j != ref
+        ]
+        focus = max(others, key=lambda j: abs(setting_mean[j] - setting_mean[ref]))
     else:
         focus = ref
     analysis = Analysis(ref, best, focus, run_means, setting_mean, class_mean, {}, fdr=options.fdr)
@@ -114,6 +122,16 @@ def analyse(study: Study, options, console: Console, progress: bool) -> Analysis
                     analysis.real_comparisons[(base_name, j)] = compare_settings(settings[b], s, "real_", options)
                 bar.advance(task)
     analysis.headline = headline(study, analysis, options.fdr)
+    if repair is not None and repair.frm is not None and repair.to is not None and repair.classes:
+        from launch.report.repair import analyse_repair
+
+        names = {analysis.ref: "reference", analysis.best: "best"}
+
+        def pair(b: int, j: int) -> Comparison:
+            found = analysis.comparisons.get((names.get(b), j))
+            return found if found is not None else compare_settings(settings[b], settings[j], "", options)
+
+        analysis.repair = analyse_repair(study, analysis, repair, pair)
     main = analysis.comparisons.get(("reference", focus))
     analysis.method = method_line(main, options.fdr) if main else "one setting: no test"
     return analysis

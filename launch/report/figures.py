@@ -118,3 +118,28 @@ def histograms(labels, acc, path: Path) -> Path:
     fig.supylabel("classes", fontsize=8)
     fig.subplots_adjust(left=0.07, right=0.98, bottom=0.12, top=0.9, hspace=0.45, wspace=0.1)
     return _save(fig, path, tight=False)  # fixed layout: tight_layout over many panels is slow
+
+
+def repair_bars(names, best_delta, best_sig, repaired_delta, repaired_sig, repaired, labels, path: Path) -> Path:
+    """The bar plot for three settings: per class, the change from the reference to the best-mean setting and
+    to the repaired one, side by side, sorted by the first; significant changes in full colour, repaired classes
+    starred."""
+    order = np.argsort(best_delta)
+    b, r = 100 * np.asarray(best_delta)[order], 100 * np.asarray(repaired_delta)[order]
+    bs, rs = np.asarray(best_sig)[order], np.asarray(repaired_sig)[order]
+    x = np.arange(len(b))
+    fig = Figure(figsize=(max(6.5, min(16.0, 0.4 * len(b))), 4.3))
+    ax = fig.add_subplot()
+    ax.bar(x - 0.21, b, width=0.4, color=["#e67e22" if s else "#f5cba7" for s in bs], label=_plain(labels[1]))
+    ax.bar(x + 0.21, r, width=0.4, color=["#2e86c1" if s else "#aed6f1" for s in rs], label=_plain(labels[2]))
+    ax.axhline(0, color="black", lw=0.5)
+    ticks = [_plain(names[i]) + (" *" if i in repaired else "") for i in order]
+    if len(b) <= 40:
+        ax.set_xticks(x, ticks, rotation=60, ha="right", fontsize=8)
+    else:
+        ax.set_xticks([])
+        ax.set_xlabel(f"{len(b)} classes, sorted by the change to {_plain(labels[1])}")
+    ax.set_ylabel("change from the reference (points)")
+    ax.set_title(_plain(f"Change from the reference {labels[0]} (* repaired classes)"), fontsize=10)
+    ax.legend(fontsize=8, loc="best")
+    return _save(fig, path)

@@ -89,6 +89,7 @@ def render(
     figures: list[tuple[str, str, Path]],
     class_note: str = "",
     sections: list[tuple[str, str, str, pd.DataFrame | None]] = (),
+    second_headline: str = "",
 ) -> str:
     """``sections``: (id, heading, text, table or None), shown after the settings; text columns: object ones."""
     extra = ""
@@ -110,6 +111,7 @@ def render(
 <body>
 <h1>{html.escape(title)}</h1>
 <p class="headline" id="headline">{html.escape(headline)}</p>
+{f'<p class="headline" id="repair-headline">{html.escape(second_headline)}</p>' if second_headline else ""}
 <p class="meta">{html.escape(meta)}</p>
 <h2>Settings</h2>
 <div class="wide">{table_html(settings, "settings-table", text_columns=settings_text)}</div>

@@ -1,4 +1,5 @@
-"""The report's transient progress bars (rich), off with ``--no-progress``."""
+"""The report's transient progress bars (rich), off with ``--no-progress`` and where the console is no terminal
+(a log, a pipe, the demo's captured output): rich cannot erase a bar there, and each one would leave an empty line."""
 
 from __future__ import annotations
 
@@ -13,6 +14,6 @@ def progress_bar(console: Console, enabled: bool) -> Progress:
         MofNCompleteColumn(),
         TimeElapsedColumn(),
         console=console,
-        disable=not enabled,
+        disable=not enabled or not console.is_terminal,
         transient=True,
     )

@@ -124,7 +124,79 @@ def draw_figures(
             )
         )
         bar.advance(task)
+        if a.repair is not None:
+            out.append(_repair_figure(study, a, fig_dir))
     return out
+
+
+def _repair_figure(study: Study, a: Analysis, fig_dir: Path) -> tuple[str, str, Path]:
+    r, labels = a.repair, [s.display for s in study.settings]
+    ref, frm, rep = r.setup.to, r.setup.frm, r.setup.rep
+    to_best = a.comparisons.get(("reference", frm)) if ref == a.ref else None
+    best_delta = a.class_mean[frm] - a.class_mean[ref]
+    best_sig = to_best.significant if to_best is not None else np.zeros(len(best_delta), bool)
+    rep_delta = a.class_mean[rep] - a.class_mean[ref]
+    caption = (
+        f"Per-class change from the reference ({labels[ref]}) to the best-mean setting ({labels[frm]}, orange) and "
+        f"to the repaired setting ({labels[rep]}, blue), sorted by the first; full colours: significant against "
+        f"the reference at FDR {a.fdr:g}; * the repaired classes."
+    )
+    path = figures.repair_bars(
+        study.class_names,
+        best_delta,
+        best_sig,
+        rep_delta,
+        r.vs_to.significant,
+        set(r.setup.classes),
+        [labels[ref], labels[frm], labels[rep]],
+        fig_dir / "repair_bars.png",
+    )
+    return ("repair", caption, path)
+
+
+def _repair_section(study: Study, a: Analysis, tables: dict):
+    r = a.repair
+    usual = r.setup.frm == a.best and r.setup.to == a.ref  # else the repair's own from/to settings
+    shown = {
+        "class_name": "class",
+        "reference_accuracy": "reference" if usual else "to",
+        "best_accuracy": "best mean" if usual else "from",
+        "repaired_accuracy": "repaired",
+        "loss": "loss",
+        "change_vs_best": "repair change",
+        "q_value": "q",
+        "significant": "significant",
+        "recovered_fraction": "recovered",
+        "change_vs_reference": "vs reference",
+    }
+    df = tables["repair"][list(shown)].rename(columns=shown)
+    for c in (shown["reference_accuracy"], shown["best_accuracy"], "repaired", "loss", "repair change", "recovered"):
+        df[c] = 100 * df[c].astype(float)
+    df["vs reference"] = 100 * df["vs reference"].astype(float)
+    if not usual:
+        df = df.rename(columns={"vs reference": "vs to"})
+    df["q"] = df["q"].astype(float)
+    df["significant"] = df["significant"].astype(object)
+    s = study.settings
+    moved = [
+        f"{study.class_names[c]} {100 * r.vs_from.delta[c]:+.1f}"
+        for c in range(len(study.class_names))
+        if c not in r.setup.classes and not r.vs_from.exploratory and r.vs_from.significant[c]
+    ]
+    text = (
+        f"{r.headline}. Repaired setting {s[r.setup.rep].label}: {s[r.setup.frm].label} with the augmentation of "
+        f"{s[r.setup.to].label} for {len(r.setup.classes)} class(es). Loss: reference minus best mean; repair "
+        "change and its q: repaired against best mean (the report's test, FDR over all classes); recovered: repair "
+        f"change / loss (%). Mean accuracy: {100 * r.mean_change:+.2f} points against best mean, "
+        f"{100 * r.mean_change_vs_to:+.2f} against the reference. "
+        + (
+            "Other classes the repair changes significantly against best mean: " + ", ".join(moved) + "."
+            if moved
+            else "No other class changes significantly against best mean."
+        )
+        + (f" Exploratory: {r.vs_from.reason}." if r.vs_from.exploratory else "")
+    )
+    return ("repair", "Class-conditional repair (Kirichenko et al. 2023)", text, df)
 
 
 def _class_table(study: Study, a: Analysis) -> pd.DataFrame:
@@ -169,7 +241,7 @@ def _settings_table(study: Study, a: Analysis, settings_df: pd.DataFrame) -> pd.
     table = settings_df[list(shown)].rename(columns=shown).astype(object)
     for c in ("mean", "sd", "worst", "change"):
         table[c] = 100 * table[c].astype(float)
-    roles = {a.ref: "reference", a.best: "best mean"}
+    roles = {a.ref: "reference", a.best: "best mean"} | ({a.repair.setup.rep: "repaired"} if a.repair else {})
     table.insert(1, "role", [roles.get(j, "") for j in range(len(settings_df))])
     table.insert(3, "seeds", [f"{r.seeds}/{r.seeds_expected}" for r in settings_df.itertuples()])
     return table
@@ -197,6 +269,8 @@ def _sections(study: Study, a: Analysis, tables: dict) -> list:
             "report.json (real)."
         )
         out.append(("real", "ReaL labels (Kirichenko et al. 2023)", text, None))
+    if a.repair is not None:
+        out.insert(0, _repair_section(study, a, tables))
     excluded = tables["excluded_runs"]
     if len(excluded):
         cols = [c for c in ("run", "setting", "seed", "state", "last_epoch", "max_epochs", "reason") if c in excluded]
@@ -249,6 +323,7 @@ def write_html(study: Study, a: Analysis, options, tables: dict, figs, path: Pat
         figs,
         note,
         _sections(study, a, tables),
+        a.repair.headline if a.repair is not None else "",
     )
     atomic_write_text(path, page)
     return path

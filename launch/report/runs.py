@@ -186,7 +186,9 @@ def setting_label(keys: list[str], values: tuple) -> str:
     # The last two parts of each key ("wd.value", "rrc.min_scale"): short, and a leaf alone can be vague.
     short = [".".join(k.split(".")[-2:]) for k in keys]
     names = short if len(set(short)) == len(short) else keys
-    return ", ".join(f"{n}={_fmt(v)}" for n, v in zip(names, values))
+    # a class without an override (a repair sweep's key, in the other settings) is not a value to show
+    shown = [(n, v) for k, n, v in zip(keys, names, values) if not (v is None and k.startswith("aug.class_overrides."))]
+    return ", ".join(f"{n}={_fmt(v)}" for n, v in shown) or "no class overrides"
 
 
 def _fmt(v) -> str:

@@ -14,6 +14,7 @@ from datamodules.configkit import atomic_write_text
 from launch.report import real
 from launch.report.compare import Analysis, method_line, tested_classes
 from launch.report.read import Study, seed_mean
+from launch.report.repair import summary as repair_summary
 
 COMPARISON_COLUMNS = [
     "baseline",
@@ -283,15 +284,22 @@ def real_summaries(study: Study, a: Analysis) -> list[dict]:
     return out
 
 
-def write_tables(study: Study, a: Analysis, options, out_dir: Path) -> tuple[dict[str, pd.DataFrame], dict[str, Path]]:
+def write_tables(
+    study: Study, a: Analysis, options, out_dir: Path, paths=()
+) -> tuple[dict[str, pd.DataFrame], dict[str, Path]]:
     """Every table as ``<name>.csv`` and all of them in ``report.json``; returns the tables and the files."""
     found = tables(study, a)
+    if a.repair is not None:
+        from launch.report.repair import repair_rows
+
+        found["repair"] = pd.DataFrame(repair_rows(study, a, a.repair))
     files = {}
     for name, df in found.items():
         files[name] = out_dir / f"{name}.csv"
         atomic_write_text(files[name], df.to_csv(index=False))
     summary = {
         "headline": a.headline,
+        "sources": [str(Path(p).resolve()) for p in paths],
         "split": study.split,
         "shards_split": study.shards_split,
         "method": a.method,
@@ -306,6 +314,7 @@ def write_tables(study: Study, a: Analysis, options, out_dir: Path) -> tuple[dic
         "excluded_runs": _records(found["excluded_runs"]),
         "tests": _records(found["tests"]),
         **({"real": real_summaries(study, a)} if study.has_real else {}),
+        **({"repair": repair_summary(study, a, a.repair)} if a.repair is not None else {}),
         **{name: _records(found[name]) for name in ("settings", "class_settings", "comparisons")},
     }
     files["json"] = out_dir / "report.json"
