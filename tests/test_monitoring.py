@@ -62,6 +62,10 @@ def closed_port() -> int:
         return s.getsockname()[1]  # closed again when we return: nothing listens there
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class PtyWatch:
     """`classreg sweep status DIR --watch S` on a pseudo-terminal (rich's Live view), read in the background."""
 
@@ -76,6 +80,9 @@ class PtyWatch:
             stderr=slave,
             env=env,
             close_fds=True,
+            # A terminal's Ctrl-C must reach it even where this suite runs in the background (a shell without job
+            # control starts background commands with SIGINT ignored, and children inherit that).
+            preexec_fn=_default_sigint,
         )
         os.close(slave)
         self.master, self.chunks = master, []
