@@ -28,7 +28,7 @@ from typing import Any, Callable, Optional
 import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 
-from datamodules.configkit import ClassregError
+from datamodules.configkit import ClassregError, atomic_write
 
 TRUST_FLAG = "--trust-checkpoints"
 
@@ -43,23 +43,7 @@ def partial_path(path: str | os.PathLike) -> Path:
 
 
 def save_atomically(checkpoint: dict[str, Any], path: str | os.PathLike) -> None:
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = partial_path(target)
-    try:
-        with open(partial, "wb") as fh:
-            torch.save(checkpoint, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(partial, target)
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
-    fd = os.open(target.parent, os.O_RDONLY)
-    try:
-        os.fsync(fd)  # the rename itself survives a crash of the node
-    finally:
-        os.close(fd)
+    atomic_write(path, lambda fh: torch.save(checkpoint, fh), tmp=partial_path(path))
 
 
 def _needs_unpickling(path, found: list[str]) -> CheckpointError:

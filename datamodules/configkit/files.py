@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from pathlib import Path
-from typing import Any, BinaryIO, Callable
+from typing import Any, BinaryIO, Callable, Optional
 
 import yaml
 
@@ -20,15 +20,21 @@ def _fsync_folder(folder: Path) -> None:
         os.close(fd)
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], Any], durable: bool = True) -> None:
+def atomic_write(
+    path: str | os.PathLike,
+    write: Callable[[BinaryIO], Any],
+    durable: bool = True,
+    tmp: Optional[Path] = None,
+) -> None:
     """Write a whole file with ``write(binary file)`` so that readers see either the old or the new content.
 
-    The temporary file sits next to ``path`` (a rename within one filesystem is atomic) and is removed when
-    anything fails, a full disk included; the old file is then untouched. ``durable``: fsync the file and its
-    folder, so that the new content survives a crash of the machine."""
+    The temporary file (``tmp``, by default ``.<name>.tmp<pid>``) sits next to ``path`` (a rename within one
+    filesystem is atomic) and is removed when anything fails, a full disk included; the old file is then
+    untouched. ``durable``: fsync the file and its folder, so that the new content survives a crash of the
+    machine."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp = tmp or path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
         with open(tmp, "wb") as fh:
             write(fh)
