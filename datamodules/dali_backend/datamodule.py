@@ -17,9 +17,10 @@ from datamodules.shards.format import ShardError
 
 
 class DaliDataModule(ShardsDataModule):
-    def __init__(self, cfg, transforms, seed: int = 0):
+    def __init__(self, cfg, transforms, seed: int = 0, tuning: dict | None = None):
         require_dali()  # which extra to install, before any work
         super().__init__(cfg, transforms, seed)
+        self.tuning = tuning  # overrides of the pipelines' performance settings (pipeline.TUNING), for benchmarks
         self.device = decode_device(cfg.decode_device)
         self._loaders: dict[tuple[str, bool], DaliLoader] = {}
 
@@ -55,6 +56,7 @@ class DaliDataModule(ShardsDataModule):
             graph=self.train_graph if train else self.eval_graph,
             shuffle_buffer=self.cfg.shuffle_buffer if train else 0,
             with_keys=with_keys,
+            tuning=self.tuning,
         )
         return DaliLoader(
             pipe,

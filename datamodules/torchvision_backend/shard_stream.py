@@ -2,35 +2,18 @@
 
 from __future__ import annotations
 
-import io
 import math
 import random
 from typing import Callable, Iterator
 
-import torch
 import webdataset as wds
-from PIL import Image
 from torch.utils.data import IterableDataset, get_worker_info
 from webdataset.tariterators import tarfile_samples
 
-from datamodules.shards.format import IMAGE_KEYS
+from datamodules.torchvision_backend.batch import BatchWriter
+from datamodules.torchvision_backend.decode import CorruptSampleError, decode_sample
 
-
-class CorruptSampleError(RuntimeError):
-    pass
-
-
-def decode_sample(sample: dict) -> tuple[Image.Image, int]:
-    try:
-        key = next(k for k in IMAGE_KEYS if k in sample)
-        with Image.open(io.BytesIO(sample[key])) as im:
-            image = im.convert("RGB")
-        return image, int(sample["cls"])
-    except Exception as e:
-        raise CorruptSampleError(
-            f"cannot decode sample '{sample.get('__key__')}' in shard '{sample.get('__url__')}': "
-            f"{type(e).__name__}: {e}. Re-create the shards with `classreg shard` (it skips and lists corrupt images)."
-        ) from None
+__all__ = ["CorruptSampleError", "ShardStream", "decode_sample"]
 
 
 def _raise_with_shard(exn: Exception):
@@ -93,23 +76,15 @@ class ShardStream(IterableDataset):
             stream = wds.shuffle(self.shuffle_buffer, initial=self.shuffle_buffer, rng=rng)(stream)
         return stream
 
-    def _batch(self, images, labels, keys):
-        return (
-            (torch.stack(images), torch.tensor(labels), keys)
-            if self.keys
-            else (torch.stack(images), torch.tensor(labels))
-        )
-
     def __iter__(self):
-        images, labels, keys = [], [], []
-        with_label = getattr(self.transform, "uses_label", False)  # class-conditional augmentation
+        batch = BatchWriter(self.transform, self.batch_size)
         for sample in self._samples():
             image, label = decode_sample(sample)
-            images.append(self.transform(image, label) if with_label else self.transform(image))
-            labels.append(label)
-            keys.append(sample["__key__"])
-            if len(images) == self.batch_size:
-                yield self._batch(images, labels, keys)
-                images, labels, keys = [], [], []
-        if images:
-            yield self._batch(images, labels, keys)
+            batch.add(image, label, sample["__key__"])
+            if len(batch) == self.batch_size:
+                yield self._batch(*batch.take())
+        if len(batch):
+            yield self._batch(*batch.take())
+
+    def _batch(self, images, labels, keys):
+        return (images, labels, keys) if self.keys else (images, labels)
