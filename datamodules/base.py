@@ -20,10 +20,12 @@ class ImageTransforms(Protocol):
     """The training and evaluation transforms of a run, for either backend."""
 
     def train(self, class_names: list[str]) -> Callable:
-        """torchvision backend: decoded image (and label, if the callable has ``uses_label``) -> tensor."""
+        """torchvision backend: decoded image (a uint8 RGB tensor (3, H, W)), and label if the callable has
+        ``uses_label``, -> tensor. With ``augment`` and ``normalize(image, out=)`` parts, the loader calls them
+        separately (torchvision_backend/batch.py)."""
 
     def evaluation(self) -> Callable:
-        """torchvision backend: decoded image -> tensor."""
+        """torchvision backend: decoded image -> tensor (as ``train``, without the label)."""
 
     def dali_train(self, class_names: list[str]) -> Callable:
         """DALI backend: ``(encoded, labels, device) -> images`` inside a pipeline definition."""

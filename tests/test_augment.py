@@ -13,7 +13,7 @@ from scipy.stats import ks_2samp
 from torchvision.transforms import v2
 
 from datamodules.configkit import ConfigError
-from datamodules.torchvision_backend.shard_stream import decode_sample
+from datamodules.torchvision_backend.decode import decode_sample
 from launch.cli import main
 from launch.config import load_config, save_resolved
 from launch.fit import build_datamodule
