@@ -1,6 +1,6 @@
 """Input-pipeline throughput: the torchvision and DALI backends on the same shards, on 1 and 2 cores.
 
-    PYTHONPATH=. .venv/bin/python bench/input_pipeline.py [--images 1000] [--repeats 5] [--cores 1,2]
+    PYTHONPATH=. .venv/bin/python bench/input_pipeline.py [--images 3000] [--repeats 5] [--cores 1,2]
         [--datasets cifar10,imagenet-like] [--rows ROW,...] [--dali-variant 'name:key=value,...' ...]
 
 Datasets: CIFAR-10 JPEGs (32x32, from ../shared/data/cifar10-jpeg.tar.gz) and synthesised ImageNet-sized
@@ -9,10 +9,14 @@ process (and its DataLoader workers and DALI threads) is pinned to that many CPU
 torchvision uses that many DataLoader workers, DALI that many threads. Rows:
 
   decode only      PIL full decode of the shard's JPEG bytes (in memory), one process per core
-  decode + crop    TorchCodec decode_jpeg + RandomResizedCrop + flip on uint8 tensors, one process per core:
-                   the ceiling of a training pipeline that decodes whole images
+  decode + crop    TorchCodec decode_jpeg + RandomResizedCrop + flip on uint8 tensors, one process per core
+                   (the bytes inherited through fork, not sent): the ceiling of a pipeline that decodes whole
+                   images
   torchvision      the `data.backend=torchvision` training / evaluation loaders
   dali             the `data.backend=dali` training / evaluation loaders (DALI CPU pipelines)
+
+Both loaders yield uint8 batches; their normalization to float runs after the transfer to the training device
+(datamodules/base.py), outside these timings, as it runs on the GPU in a GPU run.
 
 ``--dali-variant 'name:key=value,...'`` adds a row ``dali train name`` whose pipeline has those settings changed
 (keys of datamodules/dali_backend/pipeline.py TUNING, e.g. ``prefetch_queue_depth=3``, ``read_ahead=true``,
@@ -141,18 +145,24 @@ def time_pool(fn, data: list[bytes], cores: int, size: int) -> tuple[int, float,
         return sum(n for n, _ in done), time.perf_counter() - start, sum(cpu for _, cpu in done)
 
 
-def time_loader(loader, warmup_batches: int = 2) -> tuple[int, float, float]:
-    """(images, wall seconds, CPU seconds) of one epoch of ``loader`` after its first batches (not counted).
+def time_loader(loader, edge_batches: int) -> tuple[int, float, float]:
+    """(images, wall seconds, CPU seconds) of one epoch of ``loader`` in its steady state: from its
+    ``edge_batches``-th batch to its ``edge_batches``-th last.
 
-    The clocks are read after each batch, so that the workers' CPU time is read while they still run."""
-    it = iter(loader)
-    for _ in range(warmup_batches):
+    A loader's first batches come out of its start (workers starting, the shuffle buffer filling) and are then
+    followed by batches its workers prefetched meanwhile, which arrive at once; the last ones were prefetched too.
+    Either end would misstate the rate. The clocks are read after each batch, while the workers still run."""
+    it, steps = iter(loader), len(loader)
+    if steps < 3 * edge_batches:
+        raise SystemExit(f"{steps} batches per epoch are too few to time; raise --images / --cifar-images")
+    for _ in range(edge_batches):
         next(it)
     count, (wall0, cpu0) = 0, clocks()
-    wall, cpu = wall0, cpu0
-    for batch in it:
-        count += len(batch[1])
-        wall, cpu = clocks()
+    for _ in range(steps - 2 * edge_batches):
+        count += len(next(it)[1])
+    wall, cpu = clocks()
+    for _ in it:
+        pass
     return count, wall - wall0, cpu - cpu0
 
 
@@ -201,7 +211,9 @@ def _measure(name: str, root: Path, size: int, cores: int, batch: int, tuning) -
     if name == CEILING:
         return time_pool(_decode_crop, jpeg_bytes(root), cores, size)
     backend, mode = name.split(" ")[:2]
-    return time_loader(make_loader(backend, root, mode == "train", cores, size, batch, tuning))
+    loader = make_loader(backend, root, mode == "train", cores, size, batch, tuning)
+    # the batches each DataLoader worker (torchvision) or the DALI queue holds ahead, plus its first
+    return time_loader(loader, edge_batches=2 * cores + 2)
 
 
 def parse_variant(text: str) -> tuple[str, dict]:
@@ -252,7 +264,7 @@ def report(name: str, rows: list[str], cores_list: list[int], results: dict, rep
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--images", type=int, default=1000, help="ImageNet-sized images (default 1000)")
+    parser.add_argument("--images", type=int, default=3000, help="ImageNet-sized images (default 3000)")
     parser.add_argument("--cifar-images", type=int, default=5000, help="CIFAR-10 images (default 5000)")
     parser.add_argument("--repeats", type=int, default=5, help="interleaved repeats; medians are reported")
     parser.add_argument("--cores", default="1,2", help="core counts (default 1,2)")

@@ -1,7 +1,8 @@
 """The fast CPU input path keeps the semantics of the PIL path it replaced (its speed is measured in
 bench/input_pipeline.py, not here): every image format decodes to the RGB pixels PIL gave, the policies draw
 the same crops, flips and jitter on uint8 tensors as on PIL images, evaluation gives the same pixels up to
-resize rounding, and batches written in DataLoader workers hold exactly the per-sample results."""
+resize rounding, and batches written in DataLoader workers hold exactly the per-sample results (uint8, normalized
+after the transfer to the device exactly as one image is)."""
 
 import io
 import sys
@@ -213,12 +214,15 @@ def test_loader_batches_hold_exactly_the_per_sample_results(cifar_shards, worker
     expected = {}
     for s in wds.WebDataset(urls, shardshuffle=False, empty_check=False):
         image, label = decode_sample(s, 10)
-        expected[s["__key__"]] = (dm.eval_transform(image), label)
+        expected[s["__key__"]] = (dm.eval_transform(image), eval_transform(24, cfg.mean, cfg.std)(image), label)
     seen, sizes = 0, []
     for images, labels, keys in dm.val_dataloader():
-        assert images.dtype == torch.float32 and images.is_contiguous()
+        assert images.dtype == torch.uint8 and images.is_contiguous()
         sizes.append(len(keys))
-        for image, label, key in zip(images, labels.tolist(), keys):
-            assert torch.equal(image, expected[key][0]) and label == expected[key][1]
+        normalized = dm.on_after_batch_transfer((images, labels, keys), 0)[0]  # what Lightning hands the model
+        assert normalized.dtype == torch.float32
+        for image, norm, label, key in zip(images, normalized, labels.tolist(), keys):
+            pixels, float_pixels, true_label = expected[key]
+            assert torch.equal(image, pixels) and torch.equal(norm, float_pixels) and label == true_label
             seen += 1
     assert seen == len(expected) == 70 and max(sizes) == 16 and min(sizes) < 16

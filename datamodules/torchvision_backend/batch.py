@@ -1,10 +1,7 @@
-"""Batches written in place: each sample goes straight into its slot of the batch tensor.
+"""Batches written in place: each transformed sample goes straight into its slot of the batch tensor.
 
 Inside a DataLoader worker the batch tensor is allocated in shared memory, as torch's ``default_collate``
-does, so the worker hands it to the main process without copying it. A transform with ``augment`` and
-``normalize(image, out=)`` parts (lightning_modules/augment: the policies' transforms on uint8 images, then the
-conversion to normalized float) is called in two steps, the second writing the float pixels into the slot;
-any other callable's output is copied there.
+does, so the worker hands it to the main process without copying it.
 """
 
 from __future__ import annotations
@@ -29,24 +26,17 @@ class BatchWriter:
     """Collects up to ``size`` transformed samples: ``add`` them, then ``take`` (images, labels, keys)."""
 
     def __init__(self, transform: Callable, size: int):
-        self.size = size
-        self.augment = getattr(transform, "augment", transform)
-        self.normalize = getattr(transform, "normalize", None)
+        self.transform, self.size = transform, size
         self.uses_label = getattr(transform, "uses_label", False)  # class-conditional augmentation
         self.images = None
         self.labels: list[int] = []
         self.keys: list[str] = []
 
     def add(self, image, label: int, key: str) -> None:
-        out = self.augment(image, label) if self.uses_label else self.augment(image)
+        out = self.transform(image, label) if self.uses_label else self.transform(image)
         if self.images is None:
-            dtype = torch.float32 if self.normalize is not None else out.dtype
-            self.images = empty_batch((self.size, *out.shape), dtype)
-        slot = self.images[len(self.labels)]
-        if self.normalize is not None:
-            self.normalize(out, out=slot)
-        else:
-            slot.copy_(out)
+            self.images = empty_batch((self.size, *out.shape), out.dtype)
+        self.images[len(self.labels)].copy_(out)
         self.labels.append(label)
         self.keys.append(key)
 

@@ -8,12 +8,13 @@ from torchvision.transforms import v2
 
 from datamodules.configkit import ConfigError
 from lightning_modules.augment.config import AugConfig, class_index
-from lightning_modules.augment.evaluation import NormalizedTransform, ToNormalizedFloat, to_float_normalized
+from lightning_modules.augment.evaluation import to_float_normalized
 from lightning_modules.augment.registry import build_policies
 
 
 def compile_augment(aug: AugConfig, image_size: int) -> v2.Compose:
-    """The policies' v2 transforms: image (uint8 tensor (3, H, W), or PIL) -> image of image_size x image_size."""
+    """The policies' v2 transforms: image (uint8 tensor (3, H, W), or PIL) -> image of image_size x image_size
+    (uint8 for a uint8 input, whatever the policies: each of them keeps its input's type)."""
     policies = build_policies(aug, image_size)
     steps = (
         [] if any(p.sets_size for p in policies) else [v2.Resize(image_size, antialias=True), v2.CenterCrop(image_size)]
@@ -40,8 +41,8 @@ class ClassConditionalTransform:
         return self.per_class.get(int(label), self.default)(image)
 
 
-def build_train_transform(aug: AugConfig, class_names: list[str], image_size: int, mean, std) -> NormalizedTransform:
-    """The training transform: image [, label] -> normalized float tensor (the label only with class overrides)."""
+def build_train_transform(aug: AugConfig, class_names: list[str], image_size: int) -> Callable:
+    """The loaders' training transform: image [, label] -> uint8 image (the label only with class overrides)."""
     augment = compile_augment(aug, image_size)
     if aug.class_overrides:
         per_class: dict[int, Callable] = {}
@@ -51,4 +52,4 @@ def build_train_transform(aug: AugConfig, class_names: list[str], image_size: in
                 raise ConfigError(f"aug.class_overrides names class {index} ('{class_names[index]}') twice")
             per_class[index] = compile_augment(aug.for_class(key), image_size)
         augment = ClassConditionalTransform(augment, per_class)
-    return NormalizedTransform(augment, ToNormalizedFloat(mean, std))
+    return augment
