@@ -1,6 +1,6 @@
 """Input-pipeline throughput: the torchvision and DALI backends on the same shards, on 1 and 2 cores.
 
-    PYTHONPATH=. .venv/bin/python bench/input_pipeline.py [--images 3000] [--repeats 5] [--cores 1,2]
+    PYTHONPATH=. .venv/bin/python bench/input_pipeline.py [--images 3000] [--repeats 5] [--cores 1,2] [--smoke]
         [--datasets cifar10,imagenet-like] [--rows ROW,...] [--dali-variant 'name:key=value,...' ...]
 
 Datasets: CIFAR-10 JPEGs (32x32, from ../shared/data/cifar10-jpeg.tar.gz) and synthesised ImageNet-sized
@@ -277,8 +277,13 @@ def main(argv=None) -> int:
         help="'name:key=value,...': an extra 'dali train name' row with those pipeline settings (repeatable)",
     )
     parser.add_argument("--cifar-tgz", default=str(REPO.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"))
-    parser.add_argument("--workdir", default=None, help="where the shards go (default: a temporary folder)")
+    parser.add_argument(
+        "--work-dir", "--workdir", dest="workdir", default=None, help="where the shards go (default: a temporary dir)"
+    )
+    parser.add_argument("--smoke", action="store_true", help="every row once on tiny sizes (its test in make test)")
     args = parser.parse_args(argv)
+    if args.smoke:
+        args.images, args.datasets, args.cores, args.repeats = 120, "imagenet-like", "1", 1
     cores_list = [int(c) for c in args.cores.split(",")]
     all_cpus = sorted(os.sched_getaffinity(0))
     work = Path(args.workdir or tempfile.mkdtemp(prefix="classreg-bench-"))
@@ -300,7 +305,7 @@ def main(argv=None) -> int:
                 synthetic_tree(tree, args.images)
             count = args.cifar_images if name == "cifar10" else args.images
             shard_image_tree(tree, shards, shard_size=max(1, count // 8), workers=len(all_cpus))
-        size, batch = (32, 128) if name == "cifar10" else (224, 64)
+        size, batch = (32, 128) if name == "cifar10" else (64, 8) if args.smoke else (224, 64)
         data = jpeg_bytes(shards)
         print(
             f"{name}: {len(data)} JPEGs, {np.mean([len(d) for d in data]) / 1000:.1f} KB average, "
