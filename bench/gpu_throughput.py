@@ -41,6 +41,7 @@ sys.path.insert(0, str(REPO))
 
 from synthetic_images import synthetic_tree  # noqa: E402
 
+from datamodules.normalize import normalize  # noqa: E402
 from datamodules.sources.image_tree import shard_image_tree  # noqa: E402
 from launch.config import load_config  # noqa: E402
 from launch.fit import build_datamodule, fit  # noqa: E402
@@ -143,7 +144,10 @@ def train_step_fn(cfg, num_classes: int):
     criterion = torch.nn.CrossEntropyLoss()
 
     def step(images, labels):
-        images = images.to(dev, non_blocking=True).contiguous(memory_format=memory)
+        images = images.to(dev, non_blocking=True)
+        if images.dtype == torch.uint8:  # a loader's batch: normalized on the device, as classreg does
+            images = normalize(images, cfg.data.mean, cfg.data.std)
+        images = images.contiguous(memory_format=memory)
         labels = labels.to(dev, non_blocking=True)
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
             loss = criterion(model(images), labels)

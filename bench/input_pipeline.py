@@ -1,6 +1,7 @@
 """Input-pipeline throughput: the torchvision and DALI backends on the same shards, on 1 and 2 cores.
 
-    PYTHONPATH=. .venv/bin/python bench/input_pipeline.py [--images 1000] [--repeats 3] [--cores 1,2]
+    PYTHONPATH=. .venv/bin/python bench/input_pipeline.py [--images 3000] [--repeats 5] [--cores 1,2] [--smoke]
+        [--datasets cifar10,imagenet-like] [--rows ROW,...] [--dali-variant 'name:key=value,...' ...]
 
 Datasets: CIFAR-10 JPEGs (32x32, from ../shared/data/cifar10-jpeg.tar.gz) and synthesised ImageNet-sized
 JPEGs (500x375, about 110 KB, quality 90), each written with `classreg shard`. For each core count the
@@ -8,13 +9,24 @@ process (and its DataLoader workers and DALI threads) is pinned to that many CPU
 torchvision uses that many DataLoader workers, DALI that many threads. Rows:
 
   decode only      PIL full decode of the shard's JPEG bytes (in memory), one process per core
-  decode + crop    torchvision.io.decode_jpeg + RandomResizedCrop + flip on uint8 tensors, one process per core:
-                   the ceiling of a training pipeline that decodes whole images
-  torchvision      the `data.backend=torchvision` training / evaluation loaders (webdataset + PIL + v2)
+  decode + crop    TorchCodec decode_jpeg + RandomResizedCrop + flip on uint8 tensors, one process per core
+                   (the bytes inherited through fork, not sent): the ceiling of a pipeline that decodes whole
+                   images
+  torchvision      the `data.backend=torchvision` training / evaluation loaders
   dali             the `data.backend=dali` training / evaluation loaders (DALI CPU pipelines)
 
-Timings are interleaved (every configuration once per repeat) and the median images/s is reported; the
-machine's speed drifts, and other processes on it add noise.
+Both loaders yield uint8 batches; their normalization to float runs after the transfer to the training device
+(datamodules/base.py), outside these timings, as it runs on the GPU in a GPU run.
+
+``--dali-variant 'name:key=value,...'`` adds a row ``dali train name`` whose pipeline has those settings changed
+(keys of datamodules/dali_backend/pipeline.py TUNING, e.g. ``prefetch_queue_depth=3``, ``read_ahead=true``,
+``threads=3`` for DALI threads per core count), to measure one setting against the defaults.
+
+Every configuration runs once per repeat, in a fresh process, in an interleaved order, and is timed on two
+clocks: wall time, and CPU time (user + system of the process, its threads and its live workers). The machine's
+speed drifts and other processes on it add noise, so each ratio to the decode + crop ceiling is taken within
+one repeat (the two measured minutes apart at most) and the median and range of those paired ratios are
+printed next to the median images/s.
 """
 
 from __future__ import annotations
@@ -43,6 +55,10 @@ from datamodules.sources.image_tree import shard_image_tree  # noqa: E402
 from launch.config import load_config  # noqa: E402
 from lightning_modules.augment import ImageTransforms  # noqa: E402
 
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+ROWS = ["decode only", "decode + crop", "torchvision train", "dali train", "torchvision eval", "dali eval"]
+CEILING = "decode + crop"
+
 
 def cifar_tree(tgz: Path, dest: Path, count: int) -> Path:
     """The first ``count`` training JPEGs of CIFAR-10 (spread over the classes), as SRC/train/<class>/."""
@@ -66,24 +82,48 @@ def jpeg_bytes(root: Path) -> list[bytes]:
     return data
 
 
-def _decode_only(chunk: list[bytes]) -> int:
-    for data in chunk:
-        with Image.open(io.BytesIO(data)) as im:
-            im.convert("RGB")
-    return len(chunk)
+def children_cpu_seconds() -> float:
+    """User + system CPU seconds of this process's live children (DataLoader workers, pool processes)."""
+    me, total = os.getpid(), 0.0
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = Path(entry.path, "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (comm) "
+        if int(fields[1]) == me:  # ppid
+            total += (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime
+    return total
 
 
+def clocks() -> tuple[float, float]:
+    """(wall seconds, CPU seconds of this process, its threads and its live children)."""
+    return time.perf_counter(), time.process_time() + children_cpu_seconds()
+
+
+_DATA: list[bytes] = []  # the JPEGs, set before the pool forks: its processes inherit them instead of receiving copies
 _CROP = None
 
 
-def _decode_crop(chunk: list[bytes]) -> int:
+def _decode_only(part: range) -> tuple[int, float]:
+    start = time.process_time()
+    for i in part:
+        with Image.open(io.BytesIO(_DATA[i])) as im:
+            im.convert("RGB")
+    return len(part), time.process_time() - start
+
+
+def _decode_crop(part: range) -> tuple[int, float]:
     import torch
-    from torchvision.io import decode_jpeg
+    from torchcodec.decoders import decode_jpeg
 
     torch.set_num_threads(1)
-    for data in chunk:
-        _CROP(decode_jpeg(torch.frombuffer(bytearray(data), dtype=torch.uint8)))
-    return len(chunk)
+    start = time.process_time()
+    for i in part:
+        _CROP(decode_jpeg(_DATA[i], mode="RGB"))
+    return len(part), time.process_time() - start
 
 
 def _init_crop(size: int):
@@ -93,27 +133,40 @@ def _init_crop(size: int):
     _CROP = v2.Compose([v2.RandomResizedCrop(size, antialias=True), v2.RandomHorizontalFlip()])
 
 
-def time_pool(fn, data: list[bytes], cores: int, size: int) -> float:
-    chunks = [data[i::cores] for i in range(cores)]
+def time_pool(fn, data: list[bytes], cores: int, size: int) -> tuple[int, float, float]:
+    """(images, wall seconds, CPU seconds) of ``fn`` over ``data`` split over ``cores`` processes."""
+    global _DATA
+    _DATA = data
+    parts = [range(i, len(data), cores) for i in range(cores)]
     with mp.get_context("fork").Pool(cores, initializer=_init_crop, initargs=(size,)) as pool:
-        pool.map(fn, [c[:8] for c in chunks])  # warm-up
+        pool.map(fn, [p[:8] for p in parts], chunksize=1)  # warm-up
         start = time.perf_counter()
-        done = sum(pool.map(fn, chunks))
-        return done / (time.perf_counter() - start)
+        done = pool.map(fn, parts, chunksize=1)
+        return sum(n for n, _ in done), time.perf_counter() - start, sum(cpu for _, cpu in done)
 
 
-def time_loader(loader, warmup_batches: int = 2) -> float:
-    """Images/s over one epoch of ``loader`` (after a warm-up of its first batches, not counted)."""
-    it = iter(loader)
-    for _ in range(warmup_batches):
+def time_loader(loader, edge_batches: int) -> tuple[int, float, float]:
+    """(images, wall seconds, CPU seconds) of one epoch of ``loader`` in its steady state: from its
+    ``edge_batches``-th batch to its ``edge_batches``-th last.
+
+    A loader's first batches come out of its start (workers starting, the shuffle buffer filling) and are then
+    followed by batches its workers prefetched meanwhile, which arrive at once; the last ones were prefetched too.
+    Either end would misstate the rate. The clocks are read after each batch, while the workers still run."""
+    it, steps = iter(loader), len(loader)
+    if steps < 3 * edge_batches:
+        raise SystemExit(f"{steps} batches per epoch are too few to time; raise --images / --cifar-images")
+    for _ in range(edge_batches):
         next(it)
-    count, start = 0, time.perf_counter()
-    for batch in it:
-        count += len(batch[1])
-    return count / (time.perf_counter() - start)
+    count, (wall0, cpu0) = 0, clocks()
+    for _ in range(steps - 2 * edge_batches):
+        count += len(next(it)[1])
+    wall, cpu = clocks()
+    for _ in it:
+        pass
+    return count, wall - wall0, cpu - cpu0
 
 
-def make_loader(backend: str, root: Path, train: bool, cores: int, size: int, batch: int):
+def make_loader(backend: str, root: Path, train: bool, cores: int, size: int, batch: int, tuning=None):
     cfg = load_config(
         None,
         [
@@ -129,7 +182,7 @@ def make_loader(backend: str, root: Path, train: bool, cores: int, size: int, ba
     if backend == "dali":
         from datamodules.dali_backend.datamodule import DaliDataModule
 
-        dali = DaliDataModule(cfg.data, ImageTransforms.of(cfg.aug, cfg.data))
+        dali = DaliDataModule(cfg.data, ImageTransforms.of(cfg.aug, cfg.data), tuning=tuning)
         dali.setup()
         return dali.loader("train", train=train)
     from datamodules.torchvision_backend.datamodule import ShardDataModule
@@ -139,45 +192,107 @@ def make_loader(backend: str, root: Path, train: bool, cores: int, size: int, ba
     return dm.train_dataloader() if train else dm.val_dataloader()
 
 
-def measure(name: str, root: Path, size: int, cores: int, batch: int) -> float:
+def measure(name: str, root: Path, size: int, cores: int, batch: int, tuning=None) -> tuple[int, float, float]:
     """One timing, in a fresh process (forking DataLoader workers after DALI started threads is unsafe)."""
     from concurrent.futures import ProcessPoolExecutor  # its workers may start DataLoader workers
 
     with ProcessPoolExecutor(1, mp_context=mp.get_context("spawn")) as pool:
-        return pool.submit(_measure, name, root, size, cores, batch).result()
+        return pool.submit(_measure, name, root, size, cores, batch, tuning).result()
 
 
-def _measure(name: str, root: Path, size: int, cores: int, batch: int) -> float:
+def _measure(name: str, root: Path, size: int, cores: int, batch: int, tuning) -> tuple[int, float, float]:
     import torch
 
-    os.sched_setaffinity(
-        0, sorted(os.sched_getaffinity(0))[:cores] if cores <= len(os.sched_getaffinity(0)) else os.sched_getaffinity(0)
-    )
+    cpus = sorted(os.sched_getaffinity(0))
+    os.sched_setaffinity(0, cpus[:cores] if cores <= len(cpus) else cpus)
     torch.set_num_threads(1)
     if name == "decode only":
         return time_pool(_decode_only, jpeg_bytes(root), cores, size)
-    if name == "decode + crop":
+    if name == CEILING:
         return time_pool(_decode_crop, jpeg_bytes(root), cores, size)
-    backend, mode = name.split(" ")
-    return time_loader(make_loader(backend, root, mode == "train", cores, size, batch))
+    backend, mode = name.split(" ")[:2]
+    loader = make_loader(backend, root, mode == "train", cores, size, batch, tuning)
+    # the batches each DataLoader worker (torchvision) or the DALI queue holds ahead, plus its first
+    return time_loader(loader, edge_batches=2 * cores + 2)
 
 
-ROWS = ["decode only", "decode + crop", "torchvision train", "dali train", "torchvision eval", "dali eval"]
+def parse_variant(text: str) -> tuple[str, dict]:
+    """'name:key=value,...' -> ('dali train name', {key: value}); values are Python literals or words."""
+    import ast
+
+    label, _, settings = text.partition(":")
+    tuning = {}
+    for item in filter(None, settings.split(",")):
+        key, _, value = item.partition("=")
+        try:
+            tuning[key.strip()] = ast.literal_eval(value.strip().capitalize() if value in ("true", "false") else value)
+        except (ValueError, SyntaxError):
+            tuning[key.strip()] = value.strip()
+    return f"dali train {label}", tuning
+
+
+def spread(values: list[float], fmt: str) -> str:
+    return f"{statistics.median(values):{fmt}} [{min(values):{fmt}}-{max(values):{fmt}}]"
+
+
+def report(name: str, rows: list[str], cores_list: list[int], results: dict, repeats: int) -> None:
+    """Images/s, and the ratios to the ceiling (wall and CPU time), paired within each repeat."""
+    print(f"\n{name}: images/s, median [range] of {repeats} repeats")
+    head = " | ".join(f"{c} core{'s' if c > 1 else ''}" for c in cores_list)
+    print(f"| path | {head} | images per CPU-second, {cores_list[-1]} core{'s' if cores_list[-1] > 1 else ''} |")
+    print("|---|" + "---|" * (len(cores_list) + 1))
+    for row in rows:
+        rates = [spread([n / w for n, w, _ in results[(name, c, row)]], ".0f") for c in cores_list]
+        per_cpu = spread([n / cpu for n, _, cpu in results[(name, cores_list[-1], row)]], ".0f")
+        print(f"| {row} | " + " | ".join(rates) + f" | {per_cpu} |")
+    if CEILING not in rows:
+        return
+    print(f"\n{name}: ratio to '{CEILING}' (paired within each repeat), median [range]")
+    print(f"| path | {head} | by CPU time, {cores_list[-1]} core{'s' if cores_list[-1] > 1 else ''} |")
+    print("|---|" + "---|" * (len(cores_list) + 1))
+    for row in rows:
+        if row in (CEILING, "decode only"):
+            continue
+        cells = []
+        for c in cores_list:
+            pairs = zip(results[(name, c, row)], results[(name, c, CEILING)])
+            cells.append(spread([(n / w) / (cn / cw) for (n, w, _), (cn, cw, _) in pairs], ".2f"))
+        pairs = zip(results[(name, cores_list[-1], row)], results[(name, cores_list[-1], CEILING)])
+        by_cpu = spread([(n / cpu) / (cn / ccpu) for (n, _, cpu), (cn, _, ccpu) in pairs], ".2f")
+        print(f"| {row} | " + " | ".join(cells) + f" | {by_cpu} |")
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--images", type=int, default=1000, help="ImageNet-sized images (default 1000)")
+    parser.add_argument("--images", type=int, default=3000, help="ImageNet-sized images (default 3000)")
     parser.add_argument("--cifar-images", type=int, default=5000, help="CIFAR-10 images (default 5000)")
-    parser.add_argument("--repeats", type=int, default=3, help="interleaved repeats; the median is reported")
+    parser.add_argument("--repeats", type=int, default=5, help="interleaved repeats; medians are reported")
     parser.add_argument("--cores", default="1,2", help="core counts (default 1,2)")
     parser.add_argument("--datasets", default="cifar10,imagenet-like")
+    parser.add_argument("--rows", default=",".join(ROWS), help=f"rows to measure (default: all of {ROWS})")
+    parser.add_argument(
+        "--dali-variant",
+        action="append",
+        default=[],
+        help="'name:key=value,...': an extra 'dali train name' row with those pipeline settings (repeatable)",
+    )
     parser.add_argument("--cifar-tgz", default=str(REPO.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"))
-    parser.add_argument("--workdir", default=None, help="where the shards go (default: a temporary folder)")
+    parser.add_argument(
+        "--work-dir", "--workdir", dest="workdir", default=None, help="where the shards go (default: a temporary dir)"
+    )
+    parser.add_argument("--smoke", action="store_true", help="every row once on tiny sizes (its test in make test)")
     args = parser.parse_args(argv)
+    if args.smoke:
+        args.images, args.datasets, args.cores, args.repeats = 120, "imagenet-like", "1", 1
     cores_list = [int(c) for c in args.cores.split(",")]
     all_cpus = sorted(os.sched_getaffinity(0))
     work = Path(args.workdir or tempfile.mkdtemp(prefix="classreg-bench-"))
+    rows = [r.strip() for r in args.rows.split(",") if r.strip()]
+    unknown = sorted(set(rows) - set(ROWS))
+    if unknown:
+        parser.error(f"unknown rows {unknown}; choose from {ROWS}")
+    variants = dict(parse_variant(v) for v in args.dali_variant)
+    rows += list(variants)
 
     datasets = {}
     for name in args.datasets.split(","):
@@ -190,40 +305,27 @@ def main(argv=None) -> int:
                 synthetic_tree(tree, args.images)
             count = args.cifar_images if name == "cifar10" else args.images
             shard_image_tree(tree, shards, shard_size=max(1, count // 8), workers=len(all_cpus))
-        size, batch = (32, 128) if name == "cifar10" else (224, 64)
+        size, batch = (32, 128) if name == "cifar10" else (64, 8) if args.smoke else (224, 64)
         data = jpeg_bytes(shards)
         print(
             f"{name}: {len(data)} JPEGs, {np.mean([len(d) for d in data]) / 1000:.1f} KB average, "
             f"{size} px output, batch {batch}",
             flush=True,
         )
-        datasets[name] = (shards, size, batch, data)
+        datasets[name] = (shards, size, batch)
 
-    results: dict[tuple, list[float]] = {}
+    results: dict[tuple, list[tuple[int, float, float]]] = {}
     for repeat in range(args.repeats):
-        for name, (shards, size, batch, _) in datasets.items():
+        order = rows if repeat % 2 == 0 else rows[::-1]  # alternate, so that no row always follows another
+        for name, (shards, size, batch) in datasets.items():
             for cores in cores_list:
-                for row in ROWS:
-                    value = measure(row, shards, size, cores, batch)
+                for row in order:
+                    value = measure(row, shards, size, cores, batch, variants.get(row))
                     results.setdefault((name, cores, row), []).append(value)
         print(f"repeat {repeat + 1}/{args.repeats} done", flush=True)
 
     for name in datasets:
-        print(f"\n{name}: images/s (median of {args.repeats})")
-        print("| path | " + " | ".join(f"{c} core{'s' if c > 1 else ''}" for c in cores_list) + " |")
-        print("|---|" + "---|" * len(cores_list))
-        med = {k: statistics.median(v) for k, v in results.items()}
-        for row in ROWS:
-            print(f"| {row} | " + " | ".join(f"{med[(name, c, row)]:.0f}" for c in cores_list) + " |")
-        for label, a, b in (
-            ("dali / torchvision, train", "dali train", "torchvision train"),
-            ("dali / torchvision, eval", "dali eval", "torchvision eval"),
-            ("dali train / decode + crop", "dali train", "decode + crop"),
-            ("dali train / decode only", "dali train", "decode only"),
-        ):
-            print(
-                f"| {label} | " + " | ".join(f"{med[(name, c, a)] / med[(name, c, b)]:.2f}x" for c in cores_list) + " |"
-            )
+        report(name, rows, cores_list, results, args.repeats)
     return 0
 
 

@@ -151,7 +151,7 @@ def run_plain(cfg, warmup: int, steps: int) -> Window:
     for i, (images, labels) in enumerate(data.train_dataloader()):
         if i == warmup:
             start = clocks()
-        loss = criterion(model(images), labels)
+        loss = criterion(model(data.normalize(images)), labels)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

@@ -11,8 +11,10 @@ from pathlib import Path
 from typing import Callable, Optional, Protocol
 
 import pytorch_lightning as pl
+import torch
 
 from datamodules.config import DataConfig
+from datamodules.normalize import normalize
 from datamodules.shards.format import open_shards
 
 
@@ -20,20 +22,26 @@ class ImageTransforms(Protocol):
     """The training and evaluation transforms of a run, for either backend."""
 
     def train(self, class_names: list[str]) -> Callable:
-        """torchvision backend: decoded image (and label, if the callable has ``uses_label``) -> tensor."""
+        """torchvision backend: decoded image (a uint8 RGB tensor (3, H, W)), and label if the callable has
+        ``uses_label``, -> uint8 image (3, image_size, image_size)."""
 
     def evaluation(self) -> Callable:
-        """torchvision backend: decoded image -> tensor."""
+        """torchvision backend: decoded image -> uint8 image (as ``train``, without the label)."""
 
     def dali_train(self, class_names: list[str]) -> Callable:
-        """DALI backend: ``(encoded, labels, device) -> images`` inside a pipeline definition."""
+        """DALI backend: ``(encoded, labels, device) -> uint8 CHW images`` inside a pipeline definition."""
 
     def dali_eval(self) -> Callable:
-        """DALI backend: ``(encoded, device) -> images`` inside a pipeline definition."""
+        """DALI backend: ``(encoded, device) -> uint8 CHW images`` inside a pipeline definition."""
 
 
 class ShardsDataModule(pl.LightningDataModule):
-    """A LightningDataModule over one `classreg shard` folder; subclasses build the loaders."""
+    """A LightningDataModule over one `classreg shard` folder; subclasses build the loaders.
+
+    The loaders yield uint8 images (B, 3, H, W): a quarter of float32's bytes to write, pass between processes
+    and copy to the GPU. Lightning hands every batch, once on its device, to ``on_after_batch_transfer``, which
+    normalizes it there with ``data.mean`` and ``data.std``; a loop of one's own calls ``normalize``.
+    """
 
     def __init__(self, cfg: DataConfig, transforms: ImageTransforms, seed: int = 0):
         super().__init__()
@@ -51,6 +59,14 @@ class ShardsDataModule(pl.LightningDataModule):
 
     def build_transforms(self) -> None:
         raise NotImplementedError
+
+    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        """A loader's uint8 images -> float32 ``(x / 255 - data.mean) / data.std``, on their device."""
+        return normalize(images, self.cfg.mean, self.cfg.std)
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        images, *rest = batch
+        return (self.normalize(images), *rest)
 
     @property
     def num_classes(self) -> int:

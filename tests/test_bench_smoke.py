@@ -38,3 +38,14 @@ def test_train_overhead_smoke_reports_paired_cpu_and_wall_ratios(tmp_path):
     out = run_bench("train_overhead.py", tmp_path)
     assert "classreg/plain, CPU time per image:" in out and "classreg/plain, wall time per image:" in out
     assert out.count(" CPU ms/image") >= 4  # two pairs, each with both loops
+
+
+@pytest.mark.slow
+def test_input_pipeline_smoke_times_every_row_against_the_ceiling(tmp_path):
+    out = run_bench("input_pipeline.py", tmp_path, "--dali-variant", "ra:read_ahead=true")
+    rows = ["decode only", "decode + crop", "torchvision train", "dali train", "torchvision eval", "dali eval"]
+    for row in [*rows, "dali train ra"]:
+        line = next(line for line in out.splitlines() if line.startswith(f"| {row} |"))
+        assert float(line.split("|")[2].split()[0]) > 0, line  # images/s
+    ratios = out.split("ratio to 'decode + crop'")[1]
+    assert all(f"| {row} |" in ratios for row in ["torchvision train", "dali train", "dali train ra"])

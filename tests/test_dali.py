@@ -39,6 +39,11 @@ def datamodule(root, *overrides, **kw):
     return dm
 
 
+def normalized(dm, *args, **kwargs):
+    """The batches of ``dm.loader(*args, **kwargs)`` as the model gets them: images normalized to float."""
+    return (dm.on_after_batch_transfer(batch, 0) for batch in dm.loader(*args, **kwargs))
+
+
 def shard_keys(root, split):
     """key -> label, read from the shards with the tarfile module."""
     manifest, _ = read_manifest(root)
@@ -78,7 +83,7 @@ def test_every_sample_once_per_epoch_across_ranks(cifar_shards, split, train, wo
 
 def test_eval_agrees_with_torchvision_backend(cifar_shards):
     overrides = ["data.image_size=24", "data.mean=[0,0,0]", "data.std=[1,1,1]"]
-    dali = datamodule(cifar_shards, *overrides).loader("test", train=False, with_keys=True)
+    dali = normalized(datamodule(cifar_shards, *overrides), "test", train=False, with_keys=True)
     cfg = load_config(
         None,
         [
@@ -92,7 +97,7 @@ def test_eval_agrees_with_torchvision_backend(cifar_shards):
     )
     tv = build_datamodule(cfg)
     tv.setup()
-    tv_images, tv_labels = map(torch.cat, zip(*[b[:2] for b in tv.val_dataloader()]))
+    tv_images, tv_labels = map(torch.cat, zip(*[tv.on_after_batch_transfer(b, 0)[:2] for b in tv.val_dataloader()]))
     dali_images, dali_labels = map(torch.cat, zip(*[b[:2] for b in dali]))
     assert dali_images.shape == tv_images.shape == (70, 3, 24, 24)
     assert Counter(dali_labels.tolist()) == Counter(tv_labels.tolist())
@@ -124,7 +129,7 @@ def crop_windows(root, *overrides):
     """Per training sample: label, crop area as a fraction of the image, and whether it was flipped."""
     dm = datamodule(root, "data.mean=[0,0,0]", "data.std=[1,1,1]", "data.val_split=train", *overrides)
     out = []
-    for images, labels in dm.loader("train", train=True):
+    for images, labels in normalized(dm, "train", train=True):
         red, green = images[:, 0].mean(1), images[:, 1].mean(2)  # red along x, green along y
         width = red[:, -1] - red[:, 0]
         height = green[:, -1] - green[:, 0]
@@ -177,7 +182,7 @@ def test_class_with_other_policy_list_gets_neutral_parameters(gradient_shards):
 def test_pad_crop_shifts_the_image_and_pads_with_zeros(cifar_shards):
     def batches(*policy):
         dm = datamodule(cifar_shards, "data.mean=[0,0,0]", "data.std=[1,1,1]", "data.shuffle_buffer=0", *policy)
-        return torch.cat([b[0] for b in dm.loader("test", train=True)])
+        return torch.cat([b[0] for b in normalized(dm, "test", train=True)])
 
     plain, padded = batches("aug.policy=[none]"), batches("aug.policy=[pad_crop]", "aug.pad_crop.padding=4")
     shifts = Counter()
@@ -197,8 +202,8 @@ def test_pad_crop_shifts_the_image_and_pads_with_zeros(cifar_shards):
 
 def test_no_augmentation_equals_the_evaluation_transform_and_jitter_changes_colours(cifar_shards):
     dm = datamodule(cifar_shards, "data.shuffle_buffer=0", "aug.policy=[none]")
-    train = torch.cat([b[0] for b in dm.loader("test", train=True)])
-    evaluation = torch.cat([b[0] for b in dm.loader("test", train=False)])
+    train = torch.cat([b[0] for b in normalized(dm, "test", train=True)])
+    evaluation = torch.cat([b[0] for b in normalized(dm, "test", train=False)])
     assert torch.allclose(train, evaluation)
     jitter = datamodule(
         cifar_shards,
@@ -207,7 +212,7 @@ def test_no_augmentation_equals_the_evaluation_transform_and_jitter_changes_colo
         "aug.color_jitter.strength=0.4",
         "aug.color_jitter.hue=0.1",
     )
-    jittered = torch.cat([b[0] for b in jitter.loader("test", train=True)])
+    jittered = torch.cat([b[0] for b in normalized(jitter, "test", train=True)])
     assert jittered.shape == train.shape and not torch.allclose(jittered, train, atol=0.05)
     assert torch.isfinite(jittered).all()
 

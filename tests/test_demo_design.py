@@ -112,11 +112,9 @@ def test_demo_sweep_is_reference_vs_augmentation_with_seeds(tmp_path):
 def test_repair_override_gives_a_class_the_reference_augmentation():
     """The repair: `aug.class_overrides.Shirt.policy=[none]` on the augmented setting, as a `classreg fit`
     override; Shirt's transform is then deterministic, the other classes' still random."""
-    from PIL import Image
-
     cfg = load_config(REPO / "configs" / "fashion_mnist_demo.yaml", ["aug.class_overrides.Shirt.policy=[none]"])
-    transform = build_train_transform(cfg.aug, CLASSES, 28, cfg.data.mean, cfg.data.std)
-    image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (28, 28, 3), dtype=np.uint8))
+    transform = build_train_transform(cfg.aug, CLASSES, 28)
+    image = torch.from_numpy(np.random.default_rng(0).integers(0, 255, (3, 28, 28), dtype=np.uint8))
     torch.manual_seed(0)
     shirt = [transform(image, CLASSES.index("Shirt")) for _ in range(8)]
     coat = [transform(image, CLASSES.index("Coat")) for _ in range(8)]

@@ -98,7 +98,7 @@ def test_dali_gpu_bf16_channels_last_epoch_counts_match_an_fp32_evaluation(image
     fp32, bf16, labels = [], [], []
     with torch.no_grad():
         for images, target in data.val_dataloader():
-            images = images.cuda().contiguous(memory_format=torch.channels_last)
+            images = data.normalize(images.cuda()).contiguous(memory_format=torch.channels_last)
             fp32.append(model(images).float())
             with torch.autocast("cuda", dtype=torch.bfloat16):
                 bf16.append(model(images).float())
@@ -134,7 +134,7 @@ def test_class_overridden_to_whole_images_on_the_gpu_pipeline_keeps_its_frame(im
     last = -1
     rows, cols = [0, 0, -1, -1, 0, -1, 64, 64], [0, -1, 0, -1, 64, 64, 0, last]  # corners and edge midpoints
     for images, labels in data.train_dataloader():
-        red = images[:, 0, rows, cols].cpu() > 0.8
+        red = images[:, 0, rows, cols].cpu() > 0.8 * 255  # uint8 pixels
         for c in (0, 1):
             framed[c] += red[labels.cpu() == c].all(1).tolist()
     # every image of class1 is whole (not centre-cropped either: the left and right edges keep the frame)

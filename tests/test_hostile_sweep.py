@@ -16,7 +16,7 @@ import webdataset as wds
 import yaml
 from sweep_helpers import write_spec
 
-from datamodules.torchvision_backend.shard_stream import decode_sample
+from datamodules.torchvision_backend.decode import decode_sample
 from launch.cli import main
 from launch.config import key_parts, load_config
 from launch.fit import build_datamodule

@@ -126,7 +126,7 @@ def test_real_accuracy_on_the_dali_backend(imagenet_like_shards, tmp_path):
     real_correct = dict.fromkeys(model.class_names, 0)
     with torch.no_grad():
         for images, labels, keys in dm.val_dataloader():
-            for label, predicted, key in zip(labels.tolist(), model(images).argmax(1).tolist(), keys):
+            for label, predicted, key in zip(labels.tolist(), model(dm.normalize(images)).argmax(1).tolist(), keys):
                 number = int(key.rsplit("_", 1)[1])
                 in_run = {c for c in real[number - 1] if c in VAL}
                 real_correct[model.class_names[label]] += wnids.index(model.class_names[predicted]) in in_run

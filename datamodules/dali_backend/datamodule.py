@@ -17,9 +17,10 @@ from datamodules.shards.format import ShardError
 
 
 class DaliDataModule(ShardsDataModule):
-    def __init__(self, cfg, transforms, seed: int = 0, eval_keys: bool = False):
+    def __init__(self, cfg, transforms, seed: int = 0, eval_keys: bool = False, tuning: dict | None = None):
         super().__init__(cfg, transforms, seed)
         require_dali()  # which extra to install, before any work
+        self.tuning = tuning  # overrides of the pipelines' performance settings (pipeline.TUNING), for benchmarks
         self.device = decode_device(cfg.decode_device)
         self.eval_keys = eval_keys  # evaluation batches also carry the sample keys (for ImageNet ReaL labels)
         self._loaders: dict[tuple[str, bool], DaliLoader] = {}
@@ -57,6 +58,7 @@ class DaliDataModule(ShardsDataModule):
             shuffle_buffer=self.cfg.shuffle_buffer if train else 0,
             with_keys=with_keys,
             max_pixels=self.cfg.max_pixels,
+            tuning=self.tuning,
         )
         return DaliLoader(
             pipe,

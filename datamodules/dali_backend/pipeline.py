@@ -17,6 +17,11 @@ from datamodules.configkit import ConfigError
 from datamodules.shards.format import IMAGE_KEYS, LABEL_EXT, MAX_IMAGE_PIXELS, ShardError
 
 READER = "shards"  # the reader's name: the iterator reads epoch sizes and shard splits from it
+# Performance settings of every pipeline (measured with bench/input_pipeline.py --dali-variant; figures in
+# docs/development.md). ``threads``: DALI threads per process, None for data.num_workers. The outputs leave the
+# pipeline without a copy: DALI's default (dynamic) executor hands them to torch through DLPack, and keeps a
+# batch's memory until torch releases it.
+TUNING = {"threads": None, "prefetch_queue_depth": 2, "read_ahead": False, "dont_use_mmap": False}
 IMAGE_EXTS = ";".join(IMAGE_KEYS)
 OUTPUTS = ["images", "labels", "oversized"]
 DALI_EXTRAS = (
@@ -142,6 +147,7 @@ def build_pipeline(
     shuffle_buffer: int = 0,
     with_keys: bool = False,
     max_pixels: int = MAX_IMAGE_PIXELS,
+    tuning: Optional[dict] = None,
 ):
     """The training (augmented, shuffled) or evaluation pipeline of one rank.
 
@@ -154,15 +160,25 @@ def build_pipeline(
     zero-padded to the longest in the batch (see ``decode_keys``). Every rank reads the
     contiguous part ``shard_id`` of ``num_shards`` of the samples (training moves on to the next part every
     epoch, evaluation keeps its part); with ``pad_last_batch`` the reader pads it to whole batches, and the
-    iterator (``LastBatchPolicy.PARTIAL``) drops the padding again.
+    iterator (``LastBatchPolicy.PARTIAL``) drops the padding again. ``tuning`` overrides entries of ``TUNING``
+    (the benchmark's variants).
     """
     from nvidia.dali import fn, pipeline_def, types
 
     # DALI versions that read it refuse larger decoded images themselves (bytes of the RGB output)
     os.environ.setdefault("DALI_MAX_IMAGE_SIZE", str(3 * max_pixels))
 
+    settings = {**TUNING, **(tuning or {})}
+    unknown = sorted(set(settings) - set(TUNING))
+    if unknown:
+        raise ValueError(f"unknown DALI tuning settings {unknown}; known: {sorted(TUNING)}")
+
     @pipeline_def(
-        batch_size=batch_size, num_threads=num_threads, device_id=device_id, seed=seed, prefetch_queue_depth=2
+        batch_size=batch_size,
+        num_threads=settings["threads"] or num_threads,
+        device_id=device_id,
+        seed=seed,
+        prefetch_queue_depth=settings["prefetch_queue_depth"],
     )
     def pipeline():
         encoded, labels = fn.readers.webdataset(
@@ -177,6 +193,8 @@ def build_pipeline(
             initial_fill=max(shuffle_buffer, 1),
             pad_last_batch=True,
             stick_to_shard=not train,
+            read_ahead=settings["read_ahead"],
+            dont_use_mmap=settings["dont_use_mmap"],
             name=READER,
         )
         encoded, oversized = _refuse_oversized(encoded, max_pixels)

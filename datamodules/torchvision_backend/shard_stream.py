@@ -5,72 +5,15 @@ from __future__ import annotations
 import itertools
 import math
 import random
-import struct
-from pathlib import Path
 from typing import Callable, Iterator
 
-import torch
 import webdataset as wds
-from PIL import Image
 from torch.utils.data import IterableDataset, get_worker_info
 from webdataset.tariterators import tarfile_samples
 
-from datamodules.shards.format import IMAGE_KEYS, LABEL_EXT, MAX_IMAGE_PIXELS, ImageTooLargeError, ShardError
-from datamodules.shards.images import open_image
-
-
-class CorruptSampleError(RuntimeError):
-    pass
-
-
-class SampleError(ShardError):
-    """A sample a run must not use (a label outside the classes, an image above ``data.max_pixels``).
-
-    Raised in a DataLoader worker, torch raises it again in the main process as ``SampleError("Caught SampleError
-    in DataLoader worker process 0. Original Traceback ... SampleError: <message>")``: only the message is kept,
-    so that the command line still prints one line."""
-
-    def __init__(self, message: str):
-        super().__init__(message.rsplit(f"{SampleError.__name__}: ", 1)[-1].strip())
-
-
-def sample_label(sample: dict, num_classes: int) -> int:
-    """The sample's class index; SampleError unless its text and int32 labels agree and lie in the classes."""
-    where = f"sample '{sample.get('__key__')}' in shard '{sample.get('__url__')}'"
-    fix = f"`classreg shard --check {Path(str(sample.get('__url__'))).parent}` lists the bad shards"
-    try:
-        label = int(sample["cls"])
-    except (KeyError, ValueError):
-        raise SampleError(
-            f"{where} has no integer label (cls): the shard was not written by `classreg shard`; {fix}"
-        ) from None
-    if LABEL_EXT in sample and sample[LABEL_EXT] != struct.pack("<i", label):
-        raise SampleError(f"{where}: its cls label {label} and its {LABEL_EXT} label disagree; {fix}")
-    if not 0 <= label < num_classes:
-        raise SampleError(
-            f"{where} has label {label}, outside the {num_classes} classes of classes.json (0..{num_classes - 1}); "
-            + fix
-        )
-    return label
-
-
-def decode_sample(sample: dict, num_classes: int, max_pixels: int = MAX_IMAGE_PIXELS) -> tuple[Image.Image, int]:
-    label = sample_label(sample, num_classes)
-    try:
-        key = next(k for k in IMAGE_KEYS if k in sample)
-        with open_image(sample[key], max_pixels, "the image") as im:
-            image = im.convert("RGB")
-        return image, label
-    except ImageTooLargeError as e:
-        raise SampleError(
-            f"sample '{sample.get('__key__')}' in shard '{sample.get('__url__')}': {e} (data.max_pixels); raise "
-            "data.max_pixels if you trust these shards"
-        ) from None
-    except Exception as e:
-        raise CorruptSampleError(
-            f"cannot decode sample '{sample.get('__key__')}' in shard '{sample.get('__url__')}': "
-            f"{type(e).__name__}: {e}. Re-create the shards with `classreg shard` (it skips and lists corrupt images)."
-        ) from None
+from datamodules.shards.format import MAX_IMAGE_PIXELS
+from datamodules.torchvision_backend.batch import BatchWriter
+from datamodules.torchvision_backend.decode import decode_sample
 
 
 def _raise_with_shard(exn: Exception):
@@ -171,23 +114,15 @@ class ShardStream(IterableDataset):
             stream = wds.shuffle(self.shuffle_buffer, initial=self.shuffle_buffer, rng=rng)(stream)
         return stream
 
-    def _batch(self, images, labels, keys):
-        return (
-            (torch.stack(images), torch.tensor(labels), keys)
-            if self.keys
-            else (torch.stack(images), torch.tensor(labels))
-        )
-
     def __iter__(self):
-        images, labels, keys = [], [], []
-        with_label = getattr(self.transform, "uses_label", False)  # class-conditional augmentation
+        batch = BatchWriter(self.transform, self.batch_size)
         for sample in self._samples():
             image, label = decode_sample(sample, self.num_classes, self.max_pixels)
-            images.append(self.transform(image, label) if with_label else self.transform(image))
-            labels.append(label)
-            keys.append(sample["__key__"])
-            if len(images) == self.batch_size:
-                yield self._batch(images, labels, keys)
-                images, labels, keys = [], [], []
-        if images:
-            yield self._batch(images, labels, keys)
+            batch.add(image, label, sample["__key__"])
+            if len(batch) == self.batch_size:
+                yield self._batch(*batch.take())
+        if len(batch):
+            yield self._batch(*batch.take())
+
+    def _batch(self, images, labels, keys):
+        return (images, labels, keys) if self.keys else (images, labels)

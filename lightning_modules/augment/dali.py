@@ -117,8 +117,8 @@ def check_dali_support(aug: AugConfig) -> None:
         )
 
 
-def compile_dali(encoded, labels, aug: AugConfig, class_names: list[str], image_size: int, mean, std, device: str):
-    """Encoded images + labels -> normalized float CHW images of ``image_size``, augmented per sample."""
+def compile_dali(encoded, labels, aug: AugConfig, class_names: list[str], image_size: int, device: str):
+    """Encoded images + labels -> uint8 CHW images of ``image_size``, augmented per sample."""
     policies = build_dali_policies(aug, class_names, image_size, labels)
     size = float(image_size)
     images = None
@@ -140,6 +140,4 @@ def compile_dali(encoded, labels, aug: AugConfig, class_names: list[str], image_
         images = policy.dali(images, labels)
         if policy.sets_size:
             hw = (size, size)
-    return fn.crop_mirror_normalize(
-        images, dtype=types.FLOAT, output_layout="CHW", mean=[255.0 * m for m in mean], std=[255.0 * s for s in std]
-    )
+    return fn.crop_mirror_normalize(images, dtype=types.UINT8, output_layout="CHW")  # HWC -> CHW, measured faster

@@ -31,7 +31,8 @@ class Policy:
         self.params, self.image_size = params, image_size
 
     def torchvision(self) -> list:
-        """torchvision.transforms.v2 transforms applied to a PIL image, in order."""
+        """torchvision.transforms.v2 transforms applied to an image, in order: on the torchvision backend a uint8 RGB
+        tensor (3, H, W) as decoded (a PIL image where a caller passes one); the normalization comes after them."""
         raise NotImplementedError(f"policy '{self.name}' does not implement torchvision()")
 
     def dali(self, images, labels):
