@@ -48,6 +48,7 @@ from PIL import Image
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from cpu_clock import clocks  # noqa: E402
 from synthetic_images import synthetic_tree  # noqa: E402
 
 from datamodules.shards.format import read_manifest  # noqa: E402
@@ -55,7 +56,6 @@ from datamodules.sources.image_tree import shard_image_tree  # noqa: E402
 from launch.config import load_config  # noqa: E402
 from lightning_modules.augment import ImageTransforms  # noqa: E402
 
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 ROWS = ["decode only", "decode + crop", "torchvision train", "dali train", "torchvision eval", "dali eval"]
 CEILING = "decode + crop"
 
@@ -80,27 +80,6 @@ def jpeg_bytes(root: Path) -> list[bytes]:
         with tarfile.open(root / shard["file"]) as tar:
             data += [tar.extractfile(m).read() for m in tar if m.name.endswith(".jpg")]
     return data
-
-
-def children_cpu_seconds() -> float:
-    """User + system CPU seconds of this process's live children (DataLoader workers, pool processes)."""
-    me, total = os.getpid(), 0.0
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = Path(entry.path, "stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (comm) "
-        if int(fields[1]) == me:  # ppid
-            total += (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime
-    return total
-
-
-def clocks() -> tuple[float, float]:
-    """(wall seconds, CPU seconds of this process, its threads and its live children)."""
-    return time.perf_counter(), time.process_time() + children_cpu_seconds()
 
 
 _DATA: list[bytes] = []  # the JPEGs, set before the pool forks: its processes inherit them instead of receiving copies

@@ -36,6 +36,8 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from cpu_clock import clocks  # noqa: E402
+
 from datamodules.sources.image_tree import shard_image_tree  # noqa: E402
 from datamodules.torchvision_backend.datamodule import ShardDataModule  # noqa: E402
 from launch.config import load_config  # noqa: E402
@@ -69,30 +71,6 @@ def cifar_shards(work: Path, train_per_class: int, test_per_class: int) -> Path:
             (tree / member.name).write_bytes(tar.extractfile(member).read())
     shard_image_tree(tree, out, shard_size=500, seed=0)
     return out
-
-
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def _children_cpu_seconds() -> float:
-    """User + system CPU seconds of this process's live children (the DataLoader workers), from /proc."""
-    me, total = os.getpid(), 0.0
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = Path(entry.path, "stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (comm) "
-        if int(fields[1]) == me:  # ppid
-            total += (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime
-    return total
-
-
-def clocks() -> tuple[float, float]:
-    """(wall seconds, CPU seconds of this process and its live loader workers)."""
-    return time.perf_counter(), time.process_time() + _children_cpu_seconds()
 
 
 @dataclasses.dataclass
