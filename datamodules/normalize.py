@@ -1,18 +1,21 @@
-"""Normalization of uint8 images, ``(x - 255 mean) / (255 std)`` in float32: what both backends' loaders leave
-to the device (ShardsDataModule.on_after_batch_transfer), and what a per-image transform ends with."""
+"""Normalization of uint8 images to float32 ``(x / 255 - mean) / std``: what both backends' loaders leave to the
+device (ShardsDataModule.on_after_batch_transfer), and what a per-image transform ends with.
+
+The arithmetic is torchvision's ``ToDtype(torch.float32, scale=True)`` then ``Normalize(mean, std)``, operation
+for operation, so that runs keep the exact inputs (and so the exact results) they had when the torchvision
+backend normalized each image with those transforms."""
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Sequence
 
 import torch
 
 
-def normalize(images: torch.Tensor, mean: Sequence[float], std: Sequence[float], out: Optional[torch.Tensor] = None):
-    """uint8 images (..., 3, H, W) -> float32 normalized, on their device (``out``: write there instead)."""
+def normalize(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """uint8 images (..., 3, H, W) -> float32 normalized, on their device."""
     if images.dtype != torch.uint8:
         raise TypeError(f"normalize expects uint8 images, got {images.dtype}")
-    scale = torch.tensor([255.0 * s for s in std], device=images.device).view(-1, 1, 1)
-    shift = torch.tensor([255.0 * m for m in mean], device=images.device).view(-1, 1, 1)
-    out = torch.empty(images.shape, dtype=torch.float32, device=images.device) if out is None else out
-    return torch.sub(out.copy_(images), shift, out=out).div_(scale)
+    mean_t = torch.as_tensor(mean, dtype=torch.float32, device=images.device).view(-1, 1, 1)
+    std_t = torch.as_tensor(std, dtype=torch.float32, device=images.device).view(-1, 1, 1)
+    return images.to(torch.float32).mul_(1.0 / 255).sub_(mean_t).div_(std_t)

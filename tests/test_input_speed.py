@@ -13,14 +13,16 @@ import torch
 import webdataset as wds
 from PIL import Image
 from scipy.stats import ks_2samp
+from torchvision.transforms import v2
 
 from datamodules.config import DataConfig
+from datamodules.normalize import normalize
 from datamodules.torchvision_backend import decode
 from datamodules.torchvision_backend.datamodule import ShardDataModule
 from datamodules.torchvision_backend.decode import CorruptSampleError, SampleError, decode_sample
 from launch.config import load_config
 from lightning_modules.augment import AugConfig, ImageTransforms, compile_torchvision
-from lightning_modules.augment.evaluation import eval_transform
+from lightning_modules.augment.evaluation import ToNormalizedFloat, eval_transform
 
 ZERO, ONE = [0.0] * 3, [1.0] * 3  # normalization that leaves pixels / 255
 
@@ -203,6 +205,18 @@ def test_evaluation_pixels_match_the_pil_path_up_to_resize_rounding(cifar_tree, 
             assert ours.shape == theirs.shape == (3, size, size)
             diff = (ours - theirs).abs()
             assert diff.max() <= 1.0 + 1e-3 and diff.mean() < 0.05
+
+
+def test_normalization_on_the_device_is_torchvisions_to_dtype_and_normalize_bit_for_bit():
+    """Runs keep the exact inputs they had when each image went through ToDtype(scale=True) + Normalize."""
+    mean, std = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+    images = torch.randint(0, 256, (8, 3, 40, 40), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    per_image = v2.Compose([v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)])
+    expected = torch.stack([per_image(image) for image in images])
+    assert torch.equal(normalize(images, mean, std), expected)
+    assert torch.equal(ToNormalizedFloat(mean, std)(images[0]), expected[0])
+    shift, scale = torch.tensor(mean).view(3, 1, 1) * 255, torch.tensor(std).view(3, 1, 1) * 255
+    assert not torch.equal((images.float() - shift) / scale, expected)  # the same values, rounded otherwise
 
 
 @pytest.mark.parametrize("workers", [0, 2])
