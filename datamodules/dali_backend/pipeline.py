@@ -18,9 +18,7 @@ from datamodules.shards.format import IMAGE_KEYS, LABEL_EXT, MAX_IMAGE_PIXELS, S
 
 READER = "shards"  # the reader's name: the iterator reads epoch sizes and shard splits from it
 # Performance settings of every pipeline (measured with bench/input_pipeline.py --dali-variant; figures in
-# docs/development.md). ``threads``: DALI threads per process, None for data.num_workers. The outputs leave the
-# pipeline without a copy: DALI's default (dynamic) executor hands them to torch through DLPack, and keeps a
-# batch's memory until torch releases it.
+# docs/development.md). ``threads``: DALI threads per process, None for data.num_workers.
 TUNING = {"threads": None, "prefetch_queue_depth": 2, "read_ahead": False, "dont_use_mmap": False}
 IMAGE_EXTS = ";".join(IMAGE_KEYS)
 OUTPUTS = ["images", "labels", "oversized"]
