@@ -22,7 +22,7 @@ from datamodules.torchvision_backend.datamodule import ShardDataModule
 from datamodules.torchvision_backend.decode import CorruptSampleError, SampleError, decode_sample
 from launch.config import load_config
 from lightning_modules.augment import AugConfig, ImageTransforms, compile_torchvision
-from lightning_modules.augment.evaluation import ToNormalizedFloat, eval_transform
+from lightning_modules.augment.evaluation import eval_transform, to_float_normalized
 
 ZERO, ONE = [0.0] * 3, [1.0] * 3  # normalization that leaves pixels / 255
 
@@ -214,7 +214,7 @@ def test_normalization_on_the_device_is_torchvisions_to_dtype_and_normalize_bit_
     per_image = v2.Compose([v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)])
     expected = torch.stack([per_image(image) for image in images])
     assert torch.equal(normalize(images, mean, std), expected)
-    assert torch.equal(ToNormalizedFloat(mean, std)(images[0]), expected[0])
+    assert torch.equal(to_float_normalized(mean, std)(images[0]), expected[0])
     shift, scale = torch.tensor(mean).view(3, 1, 1) * 255, torch.tensor(std).view(3, 1, 1) * 255
     assert not torch.equal((images.float() - shift) / scale, expected)  # the same values, rounded otherwise
 
