@@ -49,3 +49,11 @@ def test_input_pipeline_smoke_times_every_row_against_the_ceiling(tmp_path):
         assert float(line.split("|")[2].split()[0]) > 0, line  # images/s
     ratios = out.split("ratio to 'decode + crop'")[1]
     assert all(f"| {row} |" in ratios for row in ["torchvision train", "dali train", "dali train ra"])
+
+
+@pytest.mark.slow
+def test_dali_stages_smoke_times_each_stage(tmp_path):
+    out = run_bench("dali_stages.py", tmp_path)
+    for stage in ("whole pipeline", "decode windows", "dali resize", "torchvision resize"):
+        line = next(line for line in out.splitlines() if line.startswith(f"| {stage} |"))
+        assert float(line.split("|")[2].split()[0]) > 0, line  # CPU ms/image

@@ -240,3 +240,71 @@ def test_loader_batches_hold_exactly_the_per_sample_results(cifar_shards, worker
             assert torch.equal(image, pixels) and torch.equal(norm, float_pixels) and label == true_label
             seen += 1
     assert seen == len(expected) == 70 and max(sizes) == 16 and min(sizes) < 16
+
+
+def torchvision_labels(root, workers: int = 0) -> list[int]:
+    cfg = DataConfig(root=str(root), image_size=32, batch_size=8, num_workers=workers, shuffle_buffer=0)
+    dm = ShardDataModule(cfg, ImageTransforms.of(AugConfig(), cfg))
+    dm.setup()
+    return [int(label) for _, labels in dm.train_dataloader() for label in labels]
+
+
+def _index_copy(cifar_shards, tmp_path) -> tuple:
+    import shutil
+
+    root = tmp_path / "shards"
+    shutil.copytree(cifar_shards, root)
+    tar = sorted(root.glob("train-*.tar"))[0]
+    return root, tar, tar.with_suffix(".idx")
+
+
+def test_samples_read_through_the_index_are_those_webdataset_reads(cifar_shards):
+    from webdataset.tariterators import tarfile_samples
+
+    from datamodules.torchvision_backend.indexed_tar import indexed_samples
+
+    for tar in sorted(cifar_shards.glob("*.tar")):
+        walked = list(tarfile_samples([{"url": str(tar)}]))
+        indexed = list(indexed_samples(str(tar), str(tar.with_suffix(".idx")), len(walked), 0, len(walked)))
+        assert indexed == walked  # keys, bytes of every member, order
+        assert list(indexed_samples(str(tar), str(tar.with_suffix(".idx")), len(walked), 3, 7)) == walked[3:7]
+
+
+def test_loader_reads_shards_without_an_index_by_walking_the_tar(cifar_shards, tmp_path):
+    import json
+
+    root, _, _ = _index_copy(cifar_shards, tmp_path)
+    expected = torchvision_labels(root)
+    manifest = json.loads((root / "manifest.json").read_text())
+    for split in manifest["splits"].values():
+        for shard in split["shards"]:
+            shard.pop("index")
+    (root / "manifest.json").write_text(json.dumps(manifest))
+    for idx in root.glob("*.idx"):
+        idx.unlink()
+    assert torchvision_labels(root) == expected and len(expected) > 0
+
+
+@pytest.mark.parametrize(
+    "change, problem",
+    [
+        (lambda text: text.replace(" 512 ", " 1024 ", 1), "where the tar has no member header"),
+        (lambda text: text.split("\n", 1)[0] + "\n" + text.split("\n", 2)[2], "samples where manifest.json records"),
+        (lambda text: text.replace(" 512 ", " 99999999 ", 1), "outside the tar"),
+        (lambda text: text.replace(".jpg ", ".png ", 1), "does not match the tar at"),
+        (lambda text: "not an index\n", "cannot be read"),
+    ],
+    ids=["shifted", "short", "outside", "renamed", "garbage"],
+)
+def test_a_changed_index_is_refused_with_one_line_naming_it_and_the_fix(cifar_shards, tmp_path, change, problem):
+    import re
+
+    root, tar, idx = _index_copy(cifar_shards, tmp_path)
+    idx.write_text(change(idx.read_text()))
+    for workers in (0, 1):
+        with pytest.raises(SampleError) as raised:
+            torchvision_labels(root, workers=workers)
+        message = str(raised.value)
+        assert "\n" not in message and message.startswith(f"index file '{idx}' of shard '{tar}'"), message
+        assert problem in message and f"wds2idx {tar} {idx}" in message, message
+        assert not re.search("Traceback|worker process", message)

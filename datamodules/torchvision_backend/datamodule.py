@@ -40,6 +40,7 @@ class ShardDataModule(ShardsDataModule):
             keys=self.eval_keys and not train,
             num_classes=self.num_classes,
             max_pixels=self.cfg.max_pixels,
+            index_paths=[str(self.root / s["index"]) if "index" in s else None for s in info["shards"]],
         )
         return DataLoader(
             stream,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import math
 import random
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Optional
 
 import webdataset as wds
 from torch.utils.data import IterableDataset, get_worker_info
@@ -14,6 +14,7 @@ from webdataset.tariterators import tarfile_samples
 from datamodules.shards.format import MAX_IMAGE_PIXELS
 from datamodules.torchvision_backend.batch import BatchWriter
 from datamodules.torchvision_backend.decode import decode_sample
+from datamodules.torchvision_backend.indexed_tar import indexed_samples
 
 
 def _raise_with_shard(exn: Exception):
@@ -65,10 +66,13 @@ class ShardStream(IterableDataset):
         epoch: int = 0,
         keys: bool = False,
         max_pixels: int = MAX_IMAGE_PIXELS,
+        index_paths: Optional[list[Optional[str]]] = None,
     ):
         self.num_classes, self.max_pixels = num_classes, max_pixels  # every label and image is checked against them
         self.keys = keys  # also yield each batch's sample keys (a list of str), third
-        self.shards, self.transform = list(zip(urls, shard_sizes, strict=True)), transform
+        # a shard with an index file is read through it (indexed_tar.py), one without by walking the tar
+        self.shards = list(zip(urls, shard_sizes, index_paths or [None] * len(urls), strict=True))
+        self.transform = transform
         self.num_samples = sum(shard_sizes)
         self.batch_size, self.train, self.shuffle_buffer = batch_size, train, shuffle_buffer
         self.rank, self.world_size, self.num_workers = rank, world_size, max(1, num_workers)
@@ -85,14 +89,18 @@ class ShardStream(IterableDataset):
         if self.train:
             random.Random(f"{self.seed}-{self.epoch}").shuffle(shards)  # same order in every consumer
         offset = 0
-        for url, size in shards:
+        for url, size, index in shards:
             lo, hi = max(part.start, offset) - offset, min(part.stop, offset + size) - offset
             offset += size
             if lo >= hi:
                 continue
-            samples, read = tarfile_samples([{"url": url}], handler=_raise_with_shard), lo
+            if index:
+                samples = indexed_samples(url, index, size, lo, hi)
+            else:
+                samples = tarfile_samples([{"url": url}], handler=_raise_with_shard)
+            read = lo
             try:
-                for sample in itertools.islice(samples, lo, hi):
+                for sample in samples if index else itertools.islice(samples, lo, hi):
                     read += 1
                     yield sample
             finally:

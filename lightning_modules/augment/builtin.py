@@ -72,11 +72,15 @@ class RandomResizedCrop(Policy):
         return RRCParams(min_scale=1.0, max_scale=1.0, ratio=[1.0, 1.0])
 
     def dali_decode(self, encoded, labels, device):
+        return self.resize(self.decode_window(encoded, device))
+
+    def decode_window(self, encoded, device):
+        """Each image's crop window, decoded alone (the rest of the image is not decoded)."""
         from nvidia.dali import fn, types
 
         shape = fn.peek_image_shape(encoded)
         anchor, window = self.window(fn.cast(shape[0], dtype=types.FLOAT), fn.cast(shape[1], dtype=types.FLOAT))
-        images = fn.decoders.image_slice(  # decodes only the window
+        return fn.decoders.image_slice(
             encoded,
             anchor,
             window,
@@ -86,14 +90,20 @@ class RandomResizedCrop(Policy):
             normalized_anchor=False,
             normalized_shape=False,
         )
-        return fn.resize(images, size=[float(self.image_size)] * 2)
+
+    def resize(self, windows):
+        """The crop windows resized to data.image_size square (DALI's default: linear, antialiased when shrinking)."""
+        from nvidia.dali import fn
+
+        return fn.resize(windows, size=[float(self.image_size)] * 2)
 
     def dali(self, images, labels):
         from nvidia.dali import fn
 
         anchor, window = self.window(*self.input_hw)
-        images = fn.slice(images, anchor, window, axis_names="WH", normalized_anchor=False, normalized_shape=False)
-        return fn.resize(images, size=[float(self.image_size)] * 2)
+        return self.resize(
+            fn.slice(images, anchor, window, axis_names="WH", normalized_anchor=False, normalized_shape=False)
+        )
 
     def window(self, height, width):
         """Per sample, the crop (x, y), (w, h) of torchvision's ``RandomResizedCrop.make_params``: ATTEMPTS draws
