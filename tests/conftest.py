@@ -103,3 +103,16 @@ def slurm_cluster():
     Each test keeps its own sweep folders: job ids restart at 1 on every fresh cluster."""
     with local_slurm_cluster() as cluster:
         yield cluster
+
+
+def torchvision_labels(root: Path, split: str = "train", workers: int = 0, **data) -> list[int]:
+    """The labels the torchvision backend's loader of ``split`` yields, in order (32 px, batches of 8, no shuffle)."""
+    from datamodules.config import DataConfig
+    from datamodules.torchvision_backend.datamodule import ShardDataModule
+    from lightning_modules.augment import AugConfig, ImageTransforms
+
+    cfg = DataConfig(root=str(root), image_size=32, batch_size=8, num_workers=workers, shuffle_buffer=0, **data)
+    dm = ShardDataModule(cfg, ImageTransforms.of(AugConfig(), cfg))
+    dm.setup()
+    loader = dm.val_dataloader() if split != "train" else dm.train_dataloader()
+    return [int(label) for _, labels in loader for label in labels]

@@ -19,16 +19,15 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import torchvision_labels
 from PIL import Image
 
-from datamodules.config import DataConfig
 from datamodules.shards.format import ShardError, read_manifest
 from datamodules.shards.writer import write_index
 from datamodules.sources.image_tree import shard_image_tree
-from datamodules.torchvision_backend.datamodule import ShardDataModule
 from launch.cli import main
 from launch.config import load_config
-from lightning_modules.augment import AugConfig, ImageTransforms
+from lightning_modules.augment import ImageTransforms
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -115,14 +114,6 @@ def set_first_label(label: int, every: bool = False):
         return {"cls": str(label).encode(), "lbl": struct.pack("<i", label)}.get(ext, data)
 
     return change
-
-
-def torchvision_labels(root: Path, split: str = "train", workers: int = 0, **data) -> list[int]:
-    cfg = DataConfig(root=str(root), image_size=32, batch_size=8, num_workers=workers, shuffle_buffer=0, **data)
-    dm = ShardDataModule(cfg, ImageTransforms.of(AugConfig(), cfg))
-    dm.setup()
-    loader = dm.val_dataloader() if split != "train" else dm.train_dataloader()
-    return [int(label) for _, labels in loader for label in labels]
 
 
 def dali_loader(root: Path, *overrides, split: str = "train"):

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 import webdataset as wds
+from conftest import torchvision_labels
 from PIL import Image
 from scipy.stats import ks_2samp
 from torchvision.transforms import v2
@@ -240,13 +241,6 @@ def test_loader_batches_hold_exactly_the_per_sample_results(cifar_shards, worker
             assert torch.equal(image, pixels) and torch.equal(norm, float_pixels) and label == true_label
             seen += 1
     assert seen == len(expected) == 70 and max(sizes) == 16 and min(sizes) < 16
-
-
-def torchvision_labels(root, workers: int = 0) -> list[int]:
-    cfg = DataConfig(root=str(root), image_size=32, batch_size=8, num_workers=workers, shuffle_buffer=0)
-    dm = ShardDataModule(cfg, ImageTransforms.of(AugConfig(), cfg))
-    dm.setup()
-    return [int(label) for _, labels in dm.train_dataloader() for label in labels]
 
 
 def _index_copy(cifar_shards, tmp_path) -> tuple:
