@@ -20,6 +20,7 @@ from launch.report import ReportOptions, build_report
 from launch.resources import SWEEPS, resolve_config
 from launch.sweep.folder import materialise
 from launch.sweep.local import LocalExecutor
+from launch.sweep.status import read_status
 
 DEMO_SPEC = "sweeps/fashion_mnist_demo"  # packaged (launch/resources.py)
 TRAIN_PER_CLASS = 50  # the measured design: docs/demo-design.md
@@ -34,6 +35,21 @@ def demo_spec(workdir: Path, shards: Path, overrides: list[str], seeds: Optional
     path = workdir / "demo_sweep.yaml"
     atomic_write_text(path, dump_yaml(spec), durable=False)
     return path
+
+
+def outcome(point: Path, what: str) -> str:
+    """What a finished point's line adds: its accuracies when done; why it failed, and where its log is."""
+    status = read_status(point)
+    if what == "done" and status.get("result"):
+        r = status["result"]
+        return (
+            f" (accuracy {100 * r['accuracy']:.1f}%, worst class {r['worst_class']} "
+            f"{100 * r['worst_class_accuracy']:.1f}%)"
+        )
+    if what == "failed":
+        last = (status.get("log_tail") or [""])[-1]
+        return f": {status.get('reason')}" + (f"; last log line: {last}" if last else "") + f"; log {status.get('log')}"
+    return ""
 
 
 def run_sweep_with_progress(sweep, jobs: int, console: Console) -> dict[str, int]:
@@ -57,17 +73,8 @@ def run_sweep_with_progress(sweep, jobs: int, console: Console) -> dict[str, int
             else:
                 running.discard(point_id)
                 progress.advance(task)
-                acc = ""
-                metrics = sweep.points_dir / point_id / "metrics.json"
-                if what == "done" and metrics.is_file():
-                    import json
-
-                    last = json.loads(metrics.read_text())["last"]
-                    acc = (
-                        f" (accuracy {100 * last['accuracy']:.1f}%, worst class {last['worst_class']} "
-                        f"{100 * last['worst_class_accuracy']:.1f}%)"
-                    )
-                progress.console.print(f"  {point_id}: {what}{acc}")
+                line = f"  {point_id}: {what}{outcome(sweep.points_dir / point_id, what)}"
+                progress.console.print(line, soft_wrap=True, markup=False, highlight=False)
             progress.update(task, running=len(running))
 
         return LocalExecutor(sweep, jobs=jobs, on_event=on_event).run()

@@ -9,6 +9,8 @@ import pytest
 import yaml
 
 from launch.cli import main
+from launch.demo import outcome
+from launch.sweep.status import new_status, transition, write_status
 
 
 def _states(point) -> list[str]:
@@ -60,3 +62,18 @@ def test_demo_raises_the_mean_lowers_shirt_and_repairs_it(tmp_path, capsys):
     assert "using the Fashion-MNIST shards" in capsys.readouterr().out
     for p in [*points, *repaired]:
         assert _states(p).count("running") == 1
+
+
+def test_a_finished_point_says_its_accuracies_or_why_it_failed(tmp_path):
+    done, failed = tmp_path / "aaa", tmp_path / "bbb"
+    for i, p in enumerate([done, failed]):
+        p.mkdir()
+        write_status(p, new_status(p.name, i, {"seed": i}, max_epochs=50))
+    result = {"accuracy": 0.797, "worst_class": "Shirt", "worst_class_accuracy": 0.431}
+    transition(done, "done", result=result)
+    assert outcome(done, "done") == " (accuracy 79.7%, worst class Shirt 43.1%)"
+
+    log = failed / "local.log"
+    reason = "killed by SIGKILL (exit code -9)"
+    transition(failed, "failed", reason=reason, log=str(log), log_tail=["epoch 3", "Killed"])
+    assert outcome(failed, "failed") == f": killed by SIGKILL (exit code -9); last log line: Killed; log {log}"
