@@ -21,6 +21,7 @@ from launch.resources import SWEEPS, resolve_config
 from launch.sweep.folder import materialise
 from launch.sweep.local import LocalExecutor
 from launch.sweep.status import read_status
+from launch.sweep.watch import failure_line
 
 DEMO_SPEC = "sweeps/fashion_mnist_demo"  # packaged (launch/resources.py)
 TRAIN_PER_CLASS = 50  # the measured design: docs/demo-design.md
@@ -37,19 +38,20 @@ def demo_spec(workdir: Path, shards: Path, overrides: list[str], seeds: Optional
     return path
 
 
-def outcome(point: Path, what: str) -> str:
-    """What a finished point's line adds: its accuracies when done; why it failed, and where its log is."""
+def point_line(point: Path, what: str) -> str:
+    """A point's line when it ends: its accuracies when done; when failed, `sweep watch`'s failure line (why, and
+    where its log is) and the log's last line."""
     status = read_status(point)
     if what == "done" and status.get("result"):
         r = status["result"]
         return (
-            f" (accuracy {100 * r['accuracy']:.1f}%, worst class {r['worst_class']} "
+            f"{point.name}: done (accuracy {100 * r['accuracy']:.1f}%, worst class {r['worst_class']} "
             f"{100 * r['worst_class_accuracy']:.1f}%)"
         )
     if what == "failed":
         last = (status.get("log_tail") or [""])[-1]
-        return f": {status.get('reason')}" + (f"; last log line: {last}" if last else "") + f"; log {status.get('log')}"
-    return ""
+        return failure_line(status) + (f"; last log line: {last}" if last else "")
+    return f"{point.name}: {what}"
 
 
 def run_sweep_with_progress(sweep, jobs: int, console: Console) -> dict[str, int]:
@@ -73,8 +75,8 @@ def run_sweep_with_progress(sweep, jobs: int, console: Console) -> dict[str, int
             else:
                 running.discard(point_id)
                 progress.advance(task)
-                line = f"  {point_id}: {what}{outcome(sweep.points_dir / point_id, what)}"
-                progress.console.print(line, soft_wrap=True, markup=False, highlight=False)
+                line = point_line(sweep.points_dir / point_id, what)
+                progress.console.print(f"  {line}", soft_wrap=True, markup=False, highlight=False)
             progress.update(task, running=len(running))
 
         return LocalExecutor(sweep, jobs=jobs, on_event=on_event).run()

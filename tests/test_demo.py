@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from launch.cli import main
-from launch.demo import outcome
+from launch.demo import point_line
 from launch.sweep.status import new_status, transition, write_status
 
 
@@ -71,9 +71,10 @@ def test_a_finished_point_says_its_accuracies_or_why_it_failed(tmp_path):
         write_status(p, new_status(p.name, i, {"seed": i}, max_epochs=50))
     result = {"accuracy": 0.797, "worst_class": "Shirt", "worst_class_accuracy": 0.431}
     transition(done, "done", result=result)
-    assert outcome(done, "done") == " (accuracy 79.7%, worst class Shirt 43.1%)"
+    assert point_line(done, "done") == "aaa: done (accuracy 79.7%, worst class Shirt 43.1%)"
 
     log = failed / "local.log"
     reason = "killed by SIGKILL (exit code -9)"
     transition(failed, "failed", reason=reason, log=str(log), log_tail=["epoch 3", "Killed"])
-    assert outcome(failed, "failed") == f": killed by SIGKILL (exit code -9); last log line: Killed; log {log}"
+    line = f"failed bbb (seed=1): killed by SIGKILL (exit code -9); log {log}; last log line: Killed"
+    assert point_line(failed, "failed") == line
